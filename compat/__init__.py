@@ -1,0 +1,1 @@
+"""The Celery layer of gorelay-kombu (installed as ``gorelay_kombu.compat``)."""

@@ -1,0 +1,1 @@
+"""The gorelay dashboard (installed as ``gorelay_kombu.dashboard``); see issue 7."""

@@ -1,0 +1,42 @@
+"""gorelay-kombu: a durable, zero-infrastructure Celery/kombu broker.
+
+Importing this package registers the ``gorelay`` URL scheme with kombu;
+nothing else happens at import time.  Celery processes do not need to
+import it: the ``kombu.serializers`` entry point does (see README).
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigurationError,
+    GoRelayError,
+    InvalidOption,
+    InvalidURL,
+    MessageTooLarge,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreError,
+    StoreLocationError,
+    StoreUnavailable,
+    UnsupportedStore,
+)
+
+__version__ = "0.1.0"
+
+TRANSPORT = "gorelay_kombu.transport:Transport"
+
+
+def register() -> None:
+    """Make kombu resolve ``gorelay://`` and ``gorelay+<store>://`` (idempotent)."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES.setdefault("gorelay", TRANSPORT)
+
+
+register()
+
+__all__ = [
+    "ConfigurationError", "GoRelayError", "InvalidOption", "InvalidURL", "MessageTooLarge",
+    "NotAStoreError", "SchemaVersionError", "StoreError", "StoreLocationError",
+    "StoreUnavailable", "UnsupportedStore", "register", "__version__",
+]

@@ -1,0 +1,194 @@
+"""The store interface every gorelay store implements.
+
+A store keeps three things, shared by every process that opens the same URL:
+
+* **queues of leased messages**: ``put`` stores a message (invisible until
+  its ``visible_at`` when that is in the future); ``reserve`` leases up to
+  ``limit`` visible messages to an ``owner`` for ``lease`` seconds, high lane
+  before normal before low, FIFO inside a lane; ``ack`` deletes, ``release``
+  makes visible again at once, ``renew`` extends every lease an owner holds.
+  A lease that is not renewed expires and its message becomes visible again:
+  a consumer that dies loses nothing.
+* **bindings**: exchanges and their ``(routing_key, pattern, queue)`` table,
+  so fanout and topic routing work between processes.
+* **key/value** with optional expiry, for results and small shared state.
+
+Message states: ``READY`` (visible), ``SCHEDULED`` (ETA in the future),
+``LEASED`` (held by a consumer until ``visible_at``), ``DEAD`` (poison or
+out of retries; never delivered, kept with its reason).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..priority import NORMAL
+
+READY = 0
+SCHEDULED = 1
+LEASED = 2
+DEAD = 3
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to store: its queue, lane, body and when it becomes visible."""
+
+    queue: str
+    payload: bytes
+    lane: int = NORMAL
+    visible_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A message leased by :meth:`Store.reserve`."""
+
+    id: int
+    queue: str
+    lane: int
+    payload: bytes
+    deliveries: int
+
+
+class Waiter(abc.ABC):
+    """Blocks until a store may have new visible messages."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds; return True when woken early."""
+
+    @abc.abstractmethod
+    def wake(self) -> None:
+        """Make a current or the next :meth:`wait` return at once (any thread)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the waiter's resources."""
+
+
+class Store(abc.ABC):
+    """Queues with leases, shared bindings and key/value.
+
+    Capability flags are class attributes; a store that lacks a feature says
+    so there instead of silently doing nothing.
+    """
+
+    #: short name shown in errors and the dashboard (``sqlite``, ``memory``...)
+    kind: ClassVar[str] = "abstract"
+    #: True when :meth:`waiter` wakes promptly on a publish from any process.
+    wakes_on_publish: ClassVar[bool] = False
+
+    # -- queues ---------------------------------------------------------------
+    @abc.abstractmethod
+    def declare_queue(self, queue: str) -> None:
+        """Create ``queue`` if it does not exist (idempotent)."""
+
+    @abc.abstractmethod
+    def has_queue(self, queue: str) -> bool:
+        """Return True if ``queue`` was declared."""
+
+    @abc.abstractmethod
+    def delete_queue(self, queue: str) -> None:
+        """Delete ``queue``, its messages (any state) and its bindings."""
+
+    @abc.abstractmethod
+    def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
+        """Store ``messages`` in one commit and return their ids.
+
+        Returns only after the commit: a returned message survives a crash of
+        this process.
+        """
+
+    def put(self, message: NewMessage) -> int:
+        """Store one message; see :meth:`put_many`."""
+        return self.put_many([message])[0]
+
+    @abc.abstractmethod
+    def reserve(
+        self, queues: Sequence[str], limit: int, owner: str, lease: float
+    ) -> list[Reserved]:
+        """Lease up to ``limit`` visible messages from ``queues`` to ``owner``.
+
+        Messages whose ETA has come or whose lease expired become visible
+        first.  The result is ordered high lane first, then by id; across
+        queues the lanes still decide.
+        """
+
+    @abc.abstractmethod
+    def ack(self, ids: Iterable[int]) -> None:
+        """Delete messages for good (idempotent)."""
+
+    @abc.abstractmethod
+    def release(self, ids: Iterable[int], owner: str) -> None:
+        """Make messages ``owner`` still leases visible again at once."""
+
+    @abc.abstractmethod
+    def renew(self, owner: str, lease: float) -> int:
+        """Extend every lease ``owner`` holds to ``lease`` seconds from now."""
+
+    @abc.abstractmethod
+    def dead_letter(self, message_id: int, reason: str) -> None:
+        """Move a message to the dead state with ``reason``; never delivered."""
+
+    @abc.abstractmethod
+    def dead_letters(self, queue: str) -> list[tuple[int, str, bytes]]:
+        """``(id, reason, payload)`` of the dead messages of ``queue``, oldest first."""
+
+    @abc.abstractmethod
+    def size(self, queue: str) -> int:
+        """Messages waiting in ``queue``: ready or scheduled, not leased."""
+
+    @abc.abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete the ready and scheduled messages of ``queue``; return the count."""
+
+    @abc.abstractmethod
+    def next_due(self) -> float | None:
+        """Epoch time at which the next scheduled or leased message turns visible."""
+
+    @abc.abstractmethod
+    def waiter(self) -> Waiter:
+        """A :class:`Waiter` for this process; create it before checking for work."""
+
+    # -- bindings -------------------------------------------------------------
+    @abc.abstractmethod
+    def declare_exchange(self, exchange: str, type: str) -> None:
+        """Record ``exchange`` and its type (idempotent; first type wins)."""
+
+    @abc.abstractmethod
+    def exchange_type(self, exchange: str) -> str | None:
+        """The declared type of ``exchange`` or None."""
+
+    @abc.abstractmethod
+    def bind(self, exchange: str, routing_key: str, pattern: str | None, queue: str) -> None:
+        """Add a binding (idempotent)."""
+
+    @abc.abstractmethod
+    def unbind(self, exchange: str, routing_key: str, queue: str) -> None:
+        """Remove a binding (idempotent)."""
+
+    @abc.abstractmethod
+    def bindings(self, exchange: str) -> list[tuple[str, str | None, str]]:
+        """The ``(routing_key, pattern, queue)`` table of ``exchange``."""
+
+    # -- key/value ------------------------------------------------------------
+    @abc.abstractmethod
+    def kv_get(self, key: str) -> bytes | None:
+        """The value at ``key``, or None if absent or expired."""
+
+    @abc.abstractmethod
+    def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store ``value`` at ``key``; it expires ``ttl`` seconds from now if given."""
+
+    @abc.abstractmethod
+    def kv_delete(self, key: str) -> None:
+        """Remove ``key`` (idempotent)."""
+
+    # -- lifecycle ------------------------------------------------------------
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close connections held by this store object."""

@@ -1,0 +1,493 @@
+"""SQLite store: the zero-infrastructure default.
+
+Features: one file shared by any number of processes on one machine; WAL
+journal, so readers never block the writer; leases with renewal; ETA
+messages stored invisible; three priority lanes; shared bindings; key/value.
+Every write is one short ``BEGIN IMMEDIATE`` transaction, retried by SQLite
+for ``busy_timeout`` seconds before :class:`StoreUnavailable` is raised.
+Consumers are woken by a :mod:`~gorelay_kombu.doorbell` right after a commit.
+
+URL: ``gorelay://`` (``./relay.db``), ``gorelay+sqlite:///relative.db``,
+``gorelay+sqlite:////absolute.db``.
+
+Options (``transport_options`` or the URL's query string):
+
+* ``synchronous``: ``NORMAL`` (default: a committed publish survives a crash
+  of the process; a power loss may lose the last commits) or ``FULL``
+  (survives power loss too, slower).
+* ``busy_timeout``: seconds to wait for another process's write lock
+  (default 30).
+
+Schema: versioned in ``gorelay_meta``; creation is idempotent, and a file
+written by a newer release is refused with :class:`SchemaVersionError`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..doorbell import Doorbell, SocketWaiter, doorbell_dir
+from ..errors import (
+    InvalidOption,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreError,
+    StoreLocationError,
+    StoreUnavailable,
+)
+from .base import DEAD, LEASED, READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
+
+SCHEMA_VERSION = 1
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS gorelay_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gorelay_queues (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gorelay_messages (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    lane INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    visible_at REAL NOT NULL,
+    owner TEXT,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    dead_reason TEXT,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gorelay_messages_ready
+    ON gorelay_messages (queue, lane, id) WHERE state = {READY};
+CREATE INDEX IF NOT EXISTS gorelay_messages_timed
+    ON gorelay_messages (visible_at) WHERE state IN ({SCHEDULED}, {LEASED});
+CREATE INDEX IF NOT EXISTS gorelay_messages_owner
+    ON gorelay_messages (owner) WHERE state = {LEASED};
+CREATE INDEX IF NOT EXISTS gorelay_messages_queue_state
+    ON gorelay_messages (queue, state);
+CREATE TABLE IF NOT EXISTS gorelay_exchanges (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gorelay_bindings (
+    exchange TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    pattern TEXT,
+    queue TEXT NOT NULL,
+    PRIMARY KEY (exchange, routing_key, queue)
+);
+CREATE INDEX IF NOT EXISTS gorelay_bindings_queue ON gorelay_bindings (queue);
+CREATE TABLE IF NOT EXISTS gorelay_kv (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    expires_at REAL
+);
+"""
+
+SQL_GET_VERSION = "SELECT value FROM gorelay_meta WHERE key = 'schema_version'"
+SQL_SET_VERSION = "INSERT OR REPLACE INTO gorelay_meta (key, value) VALUES ('schema_version', ?)"
+SQL_DECLARE_QUEUE = "INSERT OR IGNORE INTO gorelay_queues (name, created_at) VALUES (?, ?)"
+SQL_HAS_QUEUE = "SELECT 1 FROM gorelay_queues WHERE name = ?"
+SQL_DELETE_QUEUE = "DELETE FROM gorelay_queues WHERE name = ?"
+SQL_DELETE_QUEUE_MESSAGES = "DELETE FROM gorelay_messages WHERE queue = ?"
+SQL_DELETE_QUEUE_BINDINGS = "DELETE FROM gorelay_bindings WHERE queue = ?"
+SQL_PUT = (
+    "INSERT INTO gorelay_messages (queue, lane, state, visible_at, created_at, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+SQL_ANY_READY = f"SELECT 1 FROM gorelay_messages WHERE state = {READY} AND queue = ? LIMIT 1"
+SQL_ANY_DUE = (
+    f"SELECT 1 FROM gorelay_messages WHERE state IN ({SCHEDULED}, {LEASED})"
+    " AND visible_at <= ? LIMIT 1"
+)
+SQL_RESTORE_DUE = (
+    f"UPDATE gorelay_messages SET state = {READY}, owner = NULL"
+    f" WHERE state IN ({SCHEDULED}, {LEASED}) AND visible_at <= ?"
+)
+SQL_READY_HEAD = (
+    f"SELECT id, lane FROM gorelay_messages WHERE state = {READY} AND queue = ?"
+    " ORDER BY lane, id LIMIT ?"
+)
+SQL_LEASE_HEAD = (
+    f"UPDATE gorelay_messages SET state = {LEASED}, visible_at = ?, owner = ?,"
+    " deliveries = deliveries + 1"
+    " WHERE id IN (SELECT id FROM gorelay_messages"
+    f"             WHERE state = {READY} AND queue = ? ORDER BY lane, id LIMIT ?)"
+    " RETURNING id, queue, lane, payload, deliveries"
+)
+SQL_LEASE_ONE = (
+    f"UPDATE gorelay_messages SET state = {LEASED}, visible_at = ?, owner = ?,"
+    f" deliveries = deliveries + 1 WHERE id = ? AND state = {READY}"
+    " RETURNING id, queue, lane, payload, deliveries"
+)
+SQL_ACK = "DELETE FROM gorelay_messages WHERE id = ?"
+SQL_RELEASE = (
+    f"UPDATE gorelay_messages SET state = {READY}, owner = NULL, visible_at = ?"
+    f" WHERE id = ? AND owner = ? AND state = {LEASED}"
+)
+SQL_RENEW = f"UPDATE gorelay_messages SET visible_at = ? WHERE owner = ? AND state = {LEASED}"
+SQL_DEAD = (
+    f"UPDATE gorelay_messages SET state = {DEAD}, owner = NULL, dead_reason = ? WHERE id = ?"
+)
+SQL_DEAD_LETTERS = (
+    "SELECT id, dead_reason, payload FROM gorelay_messages"
+    f" WHERE queue = ? AND state = {DEAD} ORDER BY id"
+)
+SQL_SIZE = (
+    f"SELECT count(*) FROM gorelay_messages WHERE queue = ? AND state IN ({READY}, {SCHEDULED})"
+)
+SQL_PURGE = f"DELETE FROM gorelay_messages WHERE queue = ? AND state IN ({READY}, {SCHEDULED})"
+SQL_NEXT_DUE = (
+    f"SELECT min(visible_at) FROM gorelay_messages WHERE state IN ({SCHEDULED}, {LEASED})"
+)
+SQL_DECLARE_EXCHANGE = "INSERT OR IGNORE INTO gorelay_exchanges (name, type) VALUES (?, ?)"
+SQL_EXCHANGE_TYPE = "SELECT type FROM gorelay_exchanges WHERE name = ?"
+SQL_BIND = (
+    "INSERT OR IGNORE INTO gorelay_bindings (exchange, routing_key, pattern, queue)"
+    " VALUES (?, ?, ?, ?)"
+)
+SQL_UNBIND = "DELETE FROM gorelay_bindings WHERE exchange = ? AND routing_key = ? AND queue = ?"
+SQL_BINDINGS = "SELECT routing_key, pattern, queue FROM gorelay_bindings WHERE exchange = ?"
+SQL_KV_GET = "SELECT value, expires_at FROM gorelay_kv WHERE key = ?"
+SQL_KV_SET = "INSERT OR REPLACE INTO gorelay_kv (key, value, expires_at) VALUES (?, ?, ?)"
+SQL_KV_DELETE = "DELETE FROM gorelay_kv WHERE key = ?"
+
+SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
+
+
+def _options(options: dict[str, Any]) -> tuple[str, float]:
+    sync = str(options.get("synchronous", "NORMAL")).upper()
+    if sync not in SYNCHRONOUS_MODES:
+        raise InvalidOption(
+            f"synchronous={options['synchronous']!r} is not supported; use one of "
+            f"{', '.join(SYNCHRONOUS_MODES)} (NORMAL survives a process crash, FULL also "
+            "survives power loss)."
+        )
+    try:
+        busy = float(options.get("busy_timeout", 30.0))
+    except (TypeError, ValueError):
+        busy = -1.0
+    if busy < 0:
+        raise InvalidOption(
+            f"busy_timeout={options['busy_timeout']!r} must be a number of seconds >= 0."
+        )
+    return sync, busy
+
+
+class SQLiteStore(Store):
+    """The SQLite store; see the module docstring."""
+
+    kind = "sqlite"
+    wakes_on_publish = True
+
+    def __init__(self, path: str, options: dict[str, Any] | None = None) -> None:
+        self.synchronous, self.busy_timeout = _options(options or {})
+        self.path = os.path.abspath(path)
+        self._check_location()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._doorbell_dir = doorbell_dir(self.path)
+        self._doorbell = Doorbell(self._doorbell_dir)
+        self._setup(self._conn())
+
+    # -- connections ----------------------------------------------------------
+    def _check_location(self) -> None:
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            raise StoreLocationError(
+                f"The directory {directory!r} of the SQLite store {self.path!r} does not exist. "
+                f"Create it (mkdir -p {directory}) or point the URL at an existing directory."
+            )
+        if os.path.isdir(self.path):
+            raise StoreLocationError(
+                f"{self.path!r} is a directory. Name a file in it, e.g. "
+                f"gorelay+sqlite:///{os.path.join(self.path, 'relay.db')}."
+            )
+        if os.path.exists(self.path):
+            if not os.access(self.path, os.R_OK | os.W_OK):
+                raise StoreLocationError(
+                    f"The SQLite store {self.path!r} is not readable and writable by this user "
+                    f"(uid {os.getuid()}). Fix its permissions (chmod u+rw) or use another file."
+                )
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StoreLocationError(
+                f"The directory {directory!r} is not writable by this user (uid {os.getuid()}); "
+                "SQLite needs it for the database and its -wal/-shm files. Fix its permissions "
+                "or point the URL at a writable directory."
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:
+            # After fork: never use the parent's connections (SQLite forbids it).
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._conns = []
+            self._lock = threading.Lock()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.DatabaseError as exc:
+            raise self._wrap(exc) from exc
+        if str(mode).lower() != "wal":
+            raise StoreLocationError(
+                f"SQLite could not switch {self.path!r} to WAL mode (got {mode!r}); "
+                "the file system may not support shared memory (network file systems "
+                "do not). Put the store on a local disk."
+            )
+        return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        with self._write(conn):
+            try:
+                row = conn.execute(SQL_GET_VERSION).fetchone()
+            except sqlite3.OperationalError:
+                row = None  # new file: no meta table yet
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.path!r} was written by a newer gorelay-kombu (schema version "
+                    f"{row[0]}, this release reads up to {SCHEMA_VERSION}). Upgrade "
+                    "gorelay-kombu (pip install -U gorelay-kombu) or use another file."
+                )
+            for statement in _statements():  # executescript would COMMIT early
+                conn.execute(statement)
+            if row is None:
+                conn.execute(SQL_SET_VERSION, (str(SCHEMA_VERSION),))
+
+    def _wrap(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and (
+            "locked" in text or "busy" in text
+        ):
+            return StoreUnavailable(
+                f"The SQLite store {self.path!r} stayed locked for more than "
+                f"busy_timeout={self.busy_timeout}s: {text}. Another process holds a long "
+                "write transaction; raise busy_timeout in transport_options if that is expected."
+            )
+        if "not a database" in text or "malformed" in text or "file is encrypted" in text:
+            return NotAStoreError(
+                f"{self.path!r} is not a SQLite database gorelay can use ({text}). "
+                "Point the URL at a new file name, or move this file away if it is not yours."
+            )
+        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+            return StoreLocationError(
+                f"The SQLite store {self.path!r} cannot be written ({text}). Check the file's "
+                "and its directory's permissions and free disk space."
+            )
+        return StoreUnavailable(f"SQLite store {self.path!r} failed: {text}")
+
+    class _Txn:
+        __slots__ = ("store", "conn")
+
+        def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+            self.store, self.conn = store, conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self.store._wrap(exc) from exc
+            return self.conn
+
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as err:
+                    self._rollback()
+                    raise self.store._wrap(err) from err
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise self.store._wrap(exc) from exc
+
+        def _rollback(self) -> None:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
+    def _write(self, conn: sqlite3.Connection | None = None) -> SQLiteStore._Txn:
+        return self._Txn(self, conn or self._conn())
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._wrap(exc) from exc
+
+    # -- queues ---------------------------------------------------------------
+    def declare_queue(self, queue: str) -> None:
+        if self._read(SQL_HAS_QUEUE, (queue,)):
+            return
+        with self._write() as conn:
+            conn.execute(SQL_DECLARE_QUEUE, (queue, time.time()))
+
+    def has_queue(self, queue: str) -> bool:
+        return bool(self._read(SQL_HAS_QUEUE, (queue,)))
+
+    def delete_queue(self, queue: str) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_DELETE_QUEUE, (queue,))
+            conn.execute(SQL_DELETE_QUEUE_MESSAGES, (queue,))
+            conn.execute(SQL_DELETE_QUEUE_BINDINGS, (queue,))
+
+    def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
+        now = time.time()
+        ids = []
+        with self._write() as conn:
+            for m in messages:
+                state = SCHEDULED if m.visible_at > now else READY
+                cur = conn.execute(
+                    SQL_PUT, (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload)
+                )
+                ids.append(cur.lastrowid)
+        self._doorbell.ring()
+        return ids
+
+    def reserve(
+        self, queues: Sequence[str], limit: int, owner: str, lease: float
+    ) -> list[Reserved]:
+        if limit <= 0 or not queues:
+            return []
+        now = time.time()
+        # Read first (WAL readers take no lock): an idle poll never writes.
+        due = bool(self._read(SQL_ANY_DUE, (now,)))
+        if not due and not any(self._read(SQL_ANY_READY, (q,)) for q in queues):
+            return []
+        until = now + lease
+        with self._write() as conn:
+            if due:
+                conn.execute(SQL_RESTORE_DUE, (now,))
+            if len(queues) == 1:
+                rows = conn.execute(SQL_LEASE_HEAD, (until, owner, queues[0], limit)).fetchall()
+            else:
+                heads = []
+                for rank, q in enumerate(queues):
+                    for mid, lane in conn.execute(SQL_READY_HEAD, (q, limit)):
+                        heads.append((lane, rank, mid))
+                heads.sort()
+                rows = []
+                for _lane, _rank, mid in heads[:limit]:
+                    rows.extend(conn.execute(SQL_LEASE_ONE, (until, owner, mid)).fetchall())
+        result = [Reserved(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        result.sort(key=lambda m: (m.lane, m.id))
+        return result
+
+    def ack(self, ids: Iterable[int]) -> None:
+        params = [(i,) for i in ids]
+        if params:
+            with self._write() as conn:
+                conn.executemany(SQL_ACK, params)
+
+    def release(self, ids: Iterable[int], owner: str) -> None:
+        now = time.time()
+        params = [(now, i, owner) for i in ids]
+        if params:
+            with self._write() as conn:
+                conn.executemany(SQL_RELEASE, params)
+            self._doorbell.ring()
+
+    def renew(self, owner: str, lease: float) -> int:
+        with self._write() as conn:
+            return conn.execute(SQL_RENEW, (time.time() + lease, owner)).rowcount
+
+    def dead_letter(self, message_id: int, reason: str) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_DEAD, (reason, message_id))
+
+    def dead_letters(self, queue: str) -> list[tuple[int, str, bytes]]:
+        return [(r[0], r[1], r[2]) for r in self._read(SQL_DEAD_LETTERS, (queue,))]
+
+    def size(self, queue: str) -> int:
+        return int(self._read(SQL_SIZE, (queue,))[0][0])
+
+    def purge(self, queue: str) -> int:
+        with self._write() as conn:
+            return conn.execute(SQL_PURGE, (queue,)).rowcount
+
+    def next_due(self) -> float | None:
+        value = self._read(SQL_NEXT_DUE)[0][0]
+        return None if value is None else float(value)
+
+    def waiter(self) -> Waiter:
+        return SocketWaiter(self._doorbell_dir)
+
+    # -- bindings -------------------------------------------------------------
+    def declare_exchange(self, exchange: str, type: str) -> None:
+        if self.exchange_type(exchange) is None:
+            with self._write() as conn:
+                conn.execute(SQL_DECLARE_EXCHANGE, (exchange, type))
+
+    def exchange_type(self, exchange: str) -> str | None:
+        rows = self._read(SQL_EXCHANGE_TYPE, (exchange,))
+        return rows[0][0] if rows else None
+
+    def bind(self, exchange: str, routing_key: str, pattern: str | None, queue: str) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_BIND, (exchange, routing_key, pattern, queue))
+
+    def unbind(self, exchange: str, routing_key: str, queue: str) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_UNBIND, (exchange, routing_key, queue))
+
+    def bindings(self, exchange: str) -> list[tuple[str, str | None, str]]:
+        return [(r[0], r[1], r[2]) for r in self._read(SQL_BINDINGS, (exchange,))]
+
+    # -- key/value ------------------------------------------------------------
+    def kv_get(self, key: str) -> bytes | None:
+        rows = self._read(SQL_KV_GET, (key,))
+        if not rows:
+            return None
+        value, expires_at = rows[0]
+        if expires_at is not None and expires_at <= time.time():
+            return None
+        return bytes(value)
+
+    def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        expires_at = None if ttl is None else time.time() + ttl
+        with self._write() as conn:
+            conn.execute(SQL_KV_SET, (key, value, expires_at))
+
+    def kv_delete(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_KV_DELETE, (key,))
+
+    # -- lifecycle ------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        self._local = threading.local()
+        if os.getpid() != self._pid:
+            return
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._doorbell.close()
+
+
+def _statements() -> list[str]:
+    return [s.strip() for s in SCHEMA.split(";") if s.strip()]
