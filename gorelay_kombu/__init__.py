@@ -7,6 +7,8 @@ import it: the ``kombu.serializers`` entry point does (see README).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .errors import (
     ConfigurationError,
     GoRelayError,
@@ -24,6 +26,10 @@ from .errors import (
 __version__ = "0.1.0"
 
 TRANSPORT = "gorelay_kombu.transport:Transport"
+
+#: Callables run (and dropped once they return True) when a transport is
+#: created; the Celery layer uses it to finish hooking into Celery.
+ON_TRANSPORT_INIT: list[Callable[[], bool]] = []
 
 
 def register() -> None:

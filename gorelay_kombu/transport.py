@@ -442,7 +442,10 @@ class Transport(virtual.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
+        from . import ON_TRANSPORT_INIT
         from .url import parse_store_url
+
+        ON_TRANSPORT_INIT[:] = [hook for hook in ON_TRANSPORT_INIT if not hook()]
 
         self.url = parse_store_url(self._store_url(client))
         options = dict(client.transport_options or {})
