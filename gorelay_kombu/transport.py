@@ -93,6 +93,21 @@ def _visible_at(message: dict[str, Any]) -> float:
         return 0.0  # Celery will report the bad eta itself
 
 
+def _seconds(milliseconds: Any) -> float | None:
+    """AMQP queue arguments and ``expiration`` are milliseconds."""
+    if milliseconds in (None, ""):
+        return None
+    try:
+        return max(float(milliseconds) / 1000.0, 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _expires_at(expiration: Any) -> float | None:
+    seconds = _seconds(expiration)
+    return None if seconds is None else time.time() + seconds
+
+
 class QoS(virtual.QoS):
     """Acks and rejects settle the lease in the store, not only in memory."""
 
@@ -153,8 +168,10 @@ class Channel(virtual.Channel):
                 f"max_message_bytes={limit}. Store large data elsewhere and pass a reference, "
                 "or raise max_message_bytes in broker_transport_options. Nothing was stored."
             )
-        lane = lane_for_priority(message["properties"].get("priority"))
-        return NewMessage(queue, payload, lane, _visible_at(message))
+        properties = message["properties"]
+        lane = lane_for_priority(properties.get("priority"))
+        return NewMessage(queue, payload, lane, _visible_at(message),
+                          _expires_at(properties.get("expiration")))
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         self.store.put(self._encode(queue, message))
@@ -167,7 +184,12 @@ class Channel(virtual.Channel):
 
     # -- queues and bindings --------------------------------------------------
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
-        self.store.declare_queue(queue)
+        arguments = kwargs.get("arguments") or {}
+        self.store.declare_queue(
+            queue,
+            message_ttl=_seconds(arguments.get("x-message-ttl")),
+            expires=_seconds(arguments.get("x-expires")),
+        )
 
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         return self.store.has_queue(queue)
@@ -215,6 +237,7 @@ class Channel(virtual.Channel):
         if no_ack:
             self._no_ack_queues.add(queue)
         self.connection._keeper.add(self)
+        self.connection.attach_to_loop()
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def basic_cancel(self, consumer_tag: Any) -> Any:
@@ -328,8 +351,13 @@ class Channel(virtual.Channel):
                 self._pending_acks[:0] = ids
                 raise
 
-    def renew_leases(self) -> None:
-        self.store.renew(self.owner, self.visibility_timeout)
+    def keepalive(self) -> None:
+        """Renew this channel's leases and keep its queues from expiring."""
+        queues = list(dict.fromkeys(self._active_queues))
+        if queues:
+            self.store.touch_queues(queues)
+        if self._tag_ids or len(self._ring):
+            self.store.renew(self.owner, self.visibility_timeout)
 
     def close(self) -> None:
         if self.closed:
@@ -390,7 +418,9 @@ class _Keeper:
         transport = self._transport()
         if transport is None:
             return
-        every = max(transport.visibility_timeout / 3.0, 0.05)
+        # Often enough to renew leases (a third of the timeout) and to keep
+        # queues declared with a short x-expires (Celery's pidbox: 10 s) alive.
+        every = max(min(transport.visibility_timeout / 3.0, 1.0), 0.05)
         del transport
         next_renew = time.monotonic() + every
         while not self._stopped:
@@ -403,8 +433,11 @@ class _Keeper:
                 for channel in list(self._channels):
                     self._safely(channel.flush_acks)
             if time.monotonic() >= next_renew:
-                for channel in list(self._channels):
-                    self._safely(channel.renew_leases)
+                channels = list(self._channels)
+                for channel in channels:
+                    self._safely(channel.keepalive)
+                if channels:
+                    self._safely(channels[0].store.expire_idle_queues)
                 next_renew = time.monotonic() + every
 
     @staticmethod
@@ -432,8 +465,11 @@ class Transport(virtual.Transport):
     max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
     reserve_batch = 100
 
+    #: per event-loop callback, at most this many deliveries before yielding
+    loop_batch = 128
+
     implements = virtual.Transport.implements.extend(
-        asynchronous=False,
+        asynchronous=True,
         exchange_type=frozenset(["direct", "topic", "fanout"]),
         heartbeats=False,
     )
@@ -469,6 +505,10 @@ class Transport(virtual.Transport):
         self._store: Store | None = None
         self._waiter: Any = None
         self._keeper = _Keeper(self)
+        self._loop: Any = None
+        self._loop_fd: int | None = None
+        self._loop_timers: list[Any] = []
+        self._due_timer: Any = None
 
     @staticmethod
     def _store_url(client: Any) -> str:
@@ -491,6 +531,7 @@ class Transport(virtual.Transport):
         try:
             super().close_connection(connection)
         finally:
+            self._detach_from_loop()
             self._keeper.stop()
             if self._waiter is not None:
                 self._waiter.close()
@@ -505,18 +546,91 @@ class Transport(virtual.Transport):
         if waiter is not None:
             waiter.wake()
 
-    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+    def _get_waiter(self) -> Any:
         if self._waiter is None:
             self._waiter = self.store.waiter()  # before the first check: no lost ring
-        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._waiter
+
+    # -- Celery's event loop (kombu Hub) ------------------------------------------
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Deliver from the hub: a reader on the waiter, plus fallback timers.
+
+        Producer-only connections (Celery's event dispatcher) never consume,
+        so the reader is attached at the first ``basic_consume``.
+        """
+        self._loop = loop
+        if any(channel._consumers for channel in self.channels):
+            self.attach_to_loop()
+
+    def attach_to_loop(self) -> None:
+        loop = self._loop
+        if loop is None or self._loop_fd is not None:
+            return
+        waiter = self._get_waiter()
+        fd = waiter.fileno() if hasattr(waiter, "fileno") else -1
+        if fd >= 0:
+            loop.add_reader(fd, self.on_readable)
+            self._loop_fd = fd
+        else:
+            self._loop_fd = -1  # no doorbell: the fallback timer does all the work
+        self._loop_timers.append(loop.call_repeatedly(self.polling_interval, self.on_readable))
+        loop.call_soon(self.on_readable)
+
+    def _detach_from_loop(self) -> None:
+        loop, fd = self._loop, self._loop_fd
+        if loop is not None and fd is not None and fd >= 0:
+            try:
+                loop.remove_reader(fd)
+            except (KeyError, ValueError, OSError):
+                pass
+        for timer in self._loop_timers + [self._due_timer]:
+            if timer is not None:
+                timer.cancel()
+        self._loop_timers, self._due_timer = [], None
+        self._loop = self._loop_fd = None
+
+    def on_readable(self, *args: Any) -> None:
+        """Deliver what is ready without blocking (hub callback)."""
+        if self._loop is None or self._store is None:
+            return
+        waiter = self._get_waiter()
+        if hasattr(waiter, "drain"):
+            waiter.drain()
+        delivered = 0
+        while delivered < self.loop_batch and self._deliver_round():
+            delivered += 1
+        if delivered >= self.loop_batch:
+            self._loop.call_soon(self.on_readable)  # more to do: yield to the loop first
+        self._schedule_due()
+
+    def _deliver_round(self) -> bool:
         channels = self.channels
+        for i in range(len(channels)):
+            channel = channels[i] if i < len(channels) else None
+            if channel is not None and channel.deliver_one():
+                if len(channels) > 1:  # fairness between channels
+                    channels.append(channels.pop(i))
+                return True
+        return False
+
+    def _schedule_due(self) -> None:
+        """Wake the loop when the next scheduled message or lease comes due."""
+        due = self.store.next_due()
+        if due is None:
+            return
+        delay = due - time.time()
+        if 0 < delay < self.polling_interval:
+            if self._due_timer is not None:
+                self._due_timer.cancel()
+            self._due_timer = self._loop.call_later(delay + 0.001, self.on_readable)
+
+    # -- blocking consumers (kombu Connection.drain_events) -----------------------
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        waiter = self._get_waiter()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            for i in range(len(channels)):
-                channel = channels[i] if i < len(channels) else None
-                if channel is not None and channel.deliver_one():
-                    if len(channels) > 1:  # fairness between channels
-                        channels.append(channels.pop(i))
-                    return
+            if self._deliver_round():
+                return
             wait = self.polling_interval
             now = time.monotonic()
             if deadline is not None:
@@ -528,7 +642,7 @@ class Transport(virtual.Transport):
                 until_due = due - time.time()
                 if until_due > 0:
                     wait = min(wait, until_due + 0.001)
-            self._waiter.wait(wait)
+            waiter.wait(wait)
 
     @property
     def default_connection_params(self) -> dict[str, Any]:

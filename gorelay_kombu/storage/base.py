@@ -41,6 +41,8 @@ class NewMessage:
     payload: bytes
     lane: int = NORMAL
     visible_at: float = 0.0
+    #: epoch seconds after which an undelivered message is dropped (None: never)
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,24 @@ class Store(abc.ABC):
 
     # -- queues ---------------------------------------------------------------
     @abc.abstractmethod
-    def declare_queue(self, queue: str) -> None:
-        """Create ``queue`` if it does not exist (idempotent)."""
+    def declare_queue(
+        self, queue: str, message_ttl: float | None = None, expires: float | None = None
+    ) -> None:
+        """Create ``queue`` if it does not exist (idempotent; the first arguments win).
+
+        ``message_ttl``: seconds a message waits before it is dropped (AMQP
+        ``x-message-ttl``).  ``expires``: seconds without use after which the
+        queue, its messages and bindings are deleted (``x-expires``); consumers
+        keep it alive with :meth:`touch_queues`.
+        """
+
+    @abc.abstractmethod
+    def touch_queues(self, queues: Sequence[str]) -> None:
+        """Mark ``queues`` as in use now (for ``expires``)."""
+
+    @abc.abstractmethod
+    def expire_idle_queues(self) -> list[str]:
+        """Delete queues unused for longer than their ``expires``; return their names."""
 
     @abc.abstractmethod
     def has_queue(self, queue: str) -> bool:
@@ -114,7 +132,7 @@ class Store(abc.ABC):
         """Lease up to ``limit`` visible messages from ``queues`` to ``owner``.
 
         Messages whose ETA has come or whose lease expired become visible
-        first.  The result is ordered high lane first, then by id; across
+        first; waiting messages past their ``expires_at`` are dropped.  The result is ordered high lane first, then by id; across
         queues the lanes still decide.
         """
 

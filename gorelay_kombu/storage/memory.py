@@ -32,13 +32,21 @@ class _Row:
     owner: str | None = None
     deliveries: int = 0
     dead_reason: str | None = None
+    expires_at: float | None = None
+
+
+@dataclass
+class _Queue:
+    message_ttl: float | None
+    expires: float | None
+    last_used: float
 
 
 @dataclass
 class _State:
     lock: threading.Condition = field(default_factory=threading.Condition)
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
-    queues: set[str] = field(default_factory=set)
+    queues: dict[str, _Queue] = field(default_factory=dict)
     rows: dict[int, _Row] = field(default_factory=dict)
     exchanges: dict[str, str] = field(default_factory=dict)
     bindings: dict[str, dict[tuple[str, str], str | None]] = field(default_factory=dict)
@@ -98,9 +106,30 @@ class MemoryStore(Store):
         self._s.version += 1
         self._s.lock.notify_all()
 
-    def declare_queue(self, queue: str) -> None:
+    def declare_queue(
+        self, queue: str, message_ttl: float | None = None, expires: float | None = None
+    ) -> None:
         with self._s.lock:
-            self._s.queues.add(queue)
+            existing = self._s.queues.get(queue)
+            if existing is None:
+                self._s.queues[queue] = _Queue(message_ttl, expires, time.time())
+            else:
+                existing.last_used = time.time()
+
+    def touch_queues(self, queues: Sequence[str]) -> None:
+        with self._s.lock:
+            for name in queues:
+                if name in self._s.queues:
+                    self._s.queues[name].last_used = time.time()
+
+    def expire_idle_queues(self) -> list[str]:
+        now = time.time()
+        with self._s.lock:
+            idle = [n for n, q in self._s.queues.items()
+                    if q.expires is not None and q.last_used + q.expires <= now]
+        for name in idle:
+            self.delete_queue(name)
+        return idle
 
     def has_queue(self, queue: str) -> bool:
         with self._s.lock:
@@ -108,7 +137,7 @@ class MemoryStore(Store):
 
     def delete_queue(self, queue: str) -> None:
         with self._s.lock:
-            self._s.queues.discard(queue)
+            self._s.queues.pop(queue, None)
             for mid in [r.id for r in self._s.rows.values() if r.queue == queue]:
                 del self._s.rows[mid]
             for table in self._s.bindings.values():
@@ -122,8 +151,10 @@ class MemoryStore(Store):
             for m in messages:
                 mid = next(self._s.ids)
                 state = SCHEDULED if m.visible_at > now else READY
+                expiry = [t for t in (m.expires_at, self._ttl_expiry(m.queue, now)) if t]
                 self._s.rows[mid] = _Row(
-                    mid, m.queue, m.lane, state, max(m.visible_at, now), bytes(m.payload)
+                    mid, m.queue, m.lane, state, max(m.visible_at, now), bytes(m.payload),
+                    expires_at=min(expiry) if expiry else None,
                 )
                 ids.append(mid)
             self._changed()
@@ -137,6 +168,10 @@ class MemoryStore(Store):
         now = time.time()
         rank = {q: i for i, q in enumerate(queues)}
         with self._s.lock:
+            for mid in [r.id for r in self._s.rows.values()
+                        if r.expires_at is not None and r.expires_at <= now
+                        and r.state in (READY, SCHEDULED)]:
+                del self._s.rows[mid]
             for r in self._s.rows.values():
                 if r.state in (SCHEDULED, LEASED) and r.visible_at <= now:
                     r.state, r.owner = READY, None
@@ -150,6 +185,10 @@ class MemoryStore(Store):
             result = [Reserved(r.id, r.queue, r.lane, r.payload, r.deliveries) for r in ready]
         result.sort(key=lambda m: (m.lane, m.id))
         return result
+
+    def _ttl_expiry(self, queue: str, now: float) -> float | None:
+        q = self._s.queues.get(queue)
+        return None if q is None or q.message_ttl is None else now + q.message_ttl
 
     def ack(self, ids: Iterable[int]) -> None:
         with self._s.lock:

@@ -51,7 +51,10 @@ CREATE TABLE IF NOT EXISTS gorelay_meta (
 );
 CREATE TABLE IF NOT EXISTS gorelay_queues (
     name TEXT PRIMARY KEY,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    message_ttl REAL,
+    expires REAL,
+    last_used REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS gorelay_messages (
     id INTEGER PRIMARY KEY,
@@ -63,6 +66,7 @@ CREATE TABLE IF NOT EXISTS gorelay_messages (
     deliveries INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     dead_reason TEXT,
+    expires_at REAL,
     payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS gorelay_messages_ready
@@ -71,6 +75,8 @@ CREATE INDEX IF NOT EXISTS gorelay_messages_timed
     ON gorelay_messages (visible_at) WHERE state IN ({SCHEDULED}, {LEASED});
 CREATE INDEX IF NOT EXISTS gorelay_messages_owner
     ON gorelay_messages (owner) WHERE state = {LEASED};
+CREATE INDEX IF NOT EXISTS gorelay_messages_expiring
+    ON gorelay_messages (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS gorelay_messages_queue_state
     ON gorelay_messages (queue, state);
 CREATE TABLE IF NOT EXISTS gorelay_exchanges (
@@ -94,19 +100,36 @@ CREATE TABLE IF NOT EXISTS gorelay_kv (
 
 SQL_GET_VERSION = "SELECT value FROM gorelay_meta WHERE key = 'schema_version'"
 SQL_SET_VERSION = "INSERT OR REPLACE INTO gorelay_meta (key, value) VALUES ('schema_version', ?)"
-SQL_DECLARE_QUEUE = "INSERT OR IGNORE INTO gorelay_queues (name, created_at) VALUES (?, ?)"
+SQL_DECLARE_QUEUE = (
+    "INSERT OR IGNORE INTO gorelay_queues (name, created_at, message_ttl, expires, last_used)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+SQL_TOUCH_QUEUE = "UPDATE gorelay_queues SET last_used = ? WHERE name = ? AND expires IS NOT NULL"
+SQL_IDLE_QUEUES = (
+    "SELECT name FROM gorelay_queues WHERE expires IS NOT NULL AND last_used + expires <= ?"
+)
 SQL_HAS_QUEUE = "SELECT 1 FROM gorelay_queues WHERE name = ?"
 SQL_DELETE_QUEUE = "DELETE FROM gorelay_queues WHERE name = ?"
 SQL_DELETE_QUEUE_MESSAGES = "DELETE FROM gorelay_messages WHERE queue = ?"
 SQL_DELETE_QUEUE_BINDINGS = "DELETE FROM gorelay_bindings WHERE queue = ?"
+# expires_at: the earlier of the message's own expiry and now + the queue's message TTL.
 SQL_PUT = (
-    "INSERT INTO gorelay_messages (queue, lane, state, visible_at, created_at, payload)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO gorelay_messages"
+    " (queue, lane, state, visible_at, created_at, payload, expires_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT CASE"
+    "   WHEN q.message_ttl IS NULL THEN ?7"
+    "   WHEN ?7 IS NULL THEN ?5 + q.message_ttl"
+    "   ELSE min(?7, ?5 + q.message_ttl) END"
+    "  FROM (SELECT (SELECT message_ttl FROM gorelay_queues WHERE name = ?1) AS message_ttl) q))"
 )
 SQL_ANY_READY = f"SELECT 1 FROM gorelay_messages WHERE state = {READY} AND queue = ? LIMIT 1"
 SQL_ANY_DUE = (
     f"SELECT 1 FROM gorelay_messages WHERE state IN ({SCHEDULED}, {LEASED})"
     " AND visible_at <= ? LIMIT 1"
+)
+SQL_ANY_EXPIRED = "SELECT 1 FROM gorelay_messages WHERE expires_at <= ? LIMIT 1"
+SQL_DROP_EXPIRED = (
+    f"DELETE FROM gorelay_messages WHERE expires_at <= ? AND state IN ({READY}, {SCHEDULED})"
 )
 SQL_RESTORE_DUE = (
     f"UPDATE gorelay_messages SET state = {READY}, owner = NULL"
@@ -338,20 +361,42 @@ class SQLiteStore(Store):
             raise self._wrap(exc) from exc
 
     # -- queues ---------------------------------------------------------------
-    def declare_queue(self, queue: str) -> None:
+    def declare_queue(
+        self, queue: str, message_ttl: float | None = None, expires: float | None = None
+    ) -> None:
+        now = time.time()
         if self._read(SQL_HAS_QUEUE, (queue,)):
+            if expires is not None:
+                self.touch_queues([queue])
             return
         with self._write() as conn:
-            conn.execute(SQL_DECLARE_QUEUE, (queue, time.time()))
+            conn.execute(SQL_DECLARE_QUEUE, (queue, now, message_ttl, expires, now))
+
+    def touch_queues(self, queues: Sequence[str]) -> None:
+        now = time.time()
+        with self._write() as conn:
+            conn.executemany(SQL_TOUCH_QUEUE, [(now, q) for q in queues])
+
+    def expire_idle_queues(self) -> list[str]:
+        idle = [r[0] for r in self._read(SQL_IDLE_QUEUES, (time.time(),))]
+        if idle:
+            with self._write() as conn:
+                for queue in idle:
+                    self._delete_queue(conn, queue)
+        return idle
 
     def has_queue(self, queue: str) -> bool:
         return bool(self._read(SQL_HAS_QUEUE, (queue,)))
 
     def delete_queue(self, queue: str) -> None:
         with self._write() as conn:
-            conn.execute(SQL_DELETE_QUEUE, (queue,))
-            conn.execute(SQL_DELETE_QUEUE_MESSAGES, (queue,))
-            conn.execute(SQL_DELETE_QUEUE_BINDINGS, (queue,))
+            self._delete_queue(conn, queue)
+
+    @staticmethod
+    def _delete_queue(conn: sqlite3.Connection, queue: str) -> None:
+        conn.execute(SQL_DELETE_QUEUE, (queue,))
+        conn.execute(SQL_DELETE_QUEUE_MESSAGES, (queue,))
+        conn.execute(SQL_DELETE_QUEUE_BINDINGS, (queue,))
 
     def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
         now = time.time()
@@ -360,7 +405,9 @@ class SQLiteStore(Store):
             for m in messages:
                 state = SCHEDULED if m.visible_at > now else READY
                 cur = conn.execute(
-                    SQL_PUT, (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload)
+                    SQL_PUT,
+                    (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload,
+                     m.expires_at),
                 )
                 ids.append(cur.lastrowid)
         self._doorbell.ring()
@@ -374,12 +421,18 @@ class SQLiteStore(Store):
         now = time.time()
         # Read first (WAL readers take no lock): an idle poll never writes.
         due = bool(self._read(SQL_ANY_DUE, (now,)))
+        expired = bool(self._read(SQL_ANY_EXPIRED, (now,)))
         if not due and not any(self._read(SQL_ANY_READY, (q,)) for q in queues):
+            if expired:
+                with self._write() as conn:
+                    conn.execute(SQL_DROP_EXPIRED, (now,))
             return []
         until = now + lease
         with self._write() as conn:
             if due:
                 conn.execute(SQL_RESTORE_DUE, (now,))
+            if expired:
+                conn.execute(SQL_DROP_EXPIRED, (now,))
             if len(queues) == 1:
                 rows = conn.execute(SQL_LEASE_HEAD, (until, owner, queues[0], limit)).fetchall()
             else:

@@ -252,3 +252,29 @@ def test_competing_consumers_never_share_a_message(store):
     for t in threads:
         t.join()
     assert sorted(seen, key=int) == [str(i) for i in range(n)]
+
+
+def test_message_ttl_drops_waiting_messages(store):
+    store.declare_queue("pidbox", message_ttl=0.2)
+    put(store, "pidbox", "stale")
+    store.put(NewMessage("plain", b"own-expiry", expires_at=time.time() + 0.2))
+    put(store, "plain", "forever")
+    time.sleep(0.3)
+    put(store, "pidbox", "fresh")
+    assert bodies(store.reserve(["pidbox"], 10, "w", 30)) == ["fresh"]
+    assert bodies(store.reserve(["plain"], 10, "w", 30)) == ["forever"]
+
+
+def test_idle_queue_expires_with_its_messages_and_bindings(store):
+    store.declare_queue("reply", expires=0.3)
+    store.declare_queue("kept", expires=0.3)
+    store.declare_queue("durable")
+    store.bind("ex", "rk", None, "reply")
+    put(store, "reply", "m")
+    for _ in range(3):
+        time.sleep(0.15)
+        store.touch_queues(["kept"])
+    assert store.expire_idle_queues() == ["reply"]
+    assert not store.has_queue("reply") and store.size("reply") == 0
+    assert store.bindings("ex") == []
+    assert store.has_queue("kept") and store.has_queue("durable")

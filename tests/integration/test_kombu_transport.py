@@ -205,3 +205,26 @@ def test_priority_zero_is_not_treated_as_unset(connect, queue):
     producer.publish("normal", routing_key="work", declare=[queue], priority=None)
     producer.publish("urgent", routing_key="work", declare=[queue], priority=0)
     assert drain(conn, [queue], 2)[0] == ["urgent", "normal"]
+
+
+def test_queue_message_ttl_and_expires_arguments(connect):
+    # Celery declares its pidbox and event queues with these (x-message-ttl, x-expires).
+    conn = connect()
+    ttl_queue = Queue("control", Exchange("control", "fanout"), message_ttl=0.2)
+    publish(conn, ttl_queue, ["stale command"])
+    time.sleep(0.3)
+    assert nothing_left(conn, ttl_queue)
+    store = conn.transport.store
+    gone = Queue("reply", Exchange("reply", "direct"), routing_key="reply", expires=0.2)
+    gone(conn.default_channel).declare()
+    time.sleep(0.3)
+    assert "reply" in store.expire_idle_queues()
+    assert not store.has_queue("reply")
+
+
+def test_message_expiration_property(connect, queue):
+    conn = connect()
+    publish(conn, queue, ["short-lived"], expiration=0.2)
+    publish(conn, queue, ["lasting"])
+    time.sleep(0.3)
+    assert drain(conn, [queue], 2, timeout=0.5)[0] == ["lasting"]
