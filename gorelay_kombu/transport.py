@@ -42,6 +42,7 @@ from queue import Empty
 from typing import Any
 
 from kombu.transport import virtual
+from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.utils import json as kombu_json
 
 from .errors import InvalidOption, MessageTooLarge, StoreUnavailable
@@ -183,6 +184,10 @@ class Channel(virtual.Channel):
             self.store.put_many([self._encode(q, message) for q in queues])
 
     # -- queues and bindings --------------------------------------------------
+    def prepare_queue_arguments(self, arguments: Any, **kwargs: Any) -> Any:
+        """Honour ``Queue(expires=..., message_ttl=...)`` as AMQP brokers do."""
+        return to_rabbitmq_queue_arguments(arguments, **kwargs)
+
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
         arguments = kwargs.get("arguments") or {}
         self.store.declare_queue(
