@@ -124,8 +124,9 @@ class QoS(virtual.QoS):
 
     def restore_unacked(self) -> list[Any]:
         self._flush()
-        tags = list(self._delivered)
-        self._delivered.clear()
+        delivered: Any = self._delivered
+        tags = list(delivered)
+        delivered.clear()
         self.channel._release_tags(tags)
         return []
 
@@ -139,7 +140,7 @@ class Channel(virtual.Channel):
     QoS = QoS
     supports_fanout = True
     #: unset priority means the normal lane (kombu's default would be 0: high)
-    default_priority = None
+    default_priority: Any = None
     do_restore = True
 
     def __init__(self, connection: Transport, **kwargs: Any) -> None:
@@ -478,8 +479,9 @@ class Transport(virtual.Transport):
         exchange_type=frozenset(["direct", "topic", "fanout"]),
         heartbeats=False,
     )
-    connection_errors = virtual.Transport.connection_errors + (StoreUnavailable,)
-    channel_errors = virtual.Transport.channel_errors
+    #: transient: kombu and Celery reconnect and retry on these
+    connection_errors: Any = (*virtual.Transport.connection_errors, StoreUnavailable)
+    channel_errors: Any = virtual.Transport.channel_errors
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -564,7 +566,8 @@ class Transport(virtual.Transport):
         so the reader is attached at the first ``basic_consume``.
         """
         self._loop = loop
-        if any(channel._consumers for channel in self.channels):
+        channels: list[Channel] = self.channels or []
+        if any(channel._consumers for channel in channels):
             self.attach_to_loop()
 
     def attach_to_loop(self) -> None:
@@ -609,7 +612,7 @@ class Transport(virtual.Transport):
         self._schedule_due()
 
     def _deliver_round(self) -> bool:
-        channels = self.channels
+        channels: list[Channel] = self.channels or []
         for i in range(len(channels)):
             channel = channels[i] if i < len(channels) else None
             if channel is not None and channel.deliver_one():
@@ -630,7 +633,8 @@ class Transport(virtual.Transport):
             self._due_timer = self._loop.call_later(delay + 0.001, self.on_readable)
 
     # -- blocking consumers (kombu Connection.drain_events) -----------------------
-    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+    def drain_events(self, connection: Any, timeout: float | None = None,
+                     **kwargs: Any) -> None:
         waiter = self._get_waiter()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -640,7 +644,7 @@ class Transport(virtual.Transport):
             now = time.monotonic()
             if deadline is not None:
                 if now >= deadline:
-                    raise socket.timeout()
+                    raise TimeoutError()
                 wait = min(wait, deadline - now)
             due = self.store.next_due()
             if due is not None:

@@ -81,7 +81,9 @@ def parse_store_url(url: str) -> StoreURL:
     try:
         options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError as exc:
-        raise InvalidURL(f"Malformed query string {query!r} in {url!r}: use ?name=value&...") from exc
+        raise InvalidURL(
+            f"Malformed query string {query!r} in {url!r}: use ?name=value&..."
+        ) from exc
     if kind == "sqlite":
         return StoreURL("sqlite", _sqlite_path(rest, url), options)
     if kind == "memory":

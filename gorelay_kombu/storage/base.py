@@ -132,8 +132,9 @@ class Store(abc.ABC):
         """Lease up to ``limit`` visible messages from ``queues`` to ``owner``.
 
         Messages whose ETA has come or whose lease expired become visible
-        first; waiting messages past their ``expires_at`` are dropped.  The result is ordered high lane first, then by id; across
-        queues the lanes still decide.
+        first; waiting messages past their ``expires_at`` are dropped.  The
+        result is ordered high lane first, then by id; across queues the
+        lanes still decide.
         """
 
     @abc.abstractmethod

@@ -400,7 +400,7 @@ class SQLiteStore(Store):
 
     def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
         now = time.time()
-        ids = []
+        ids: list[int] = []
         with self._write() as conn:
             for m in messages:
                 state = SCHEDULED if m.visible_at > now else READY
@@ -409,7 +409,7 @@ class SQLiteStore(Store):
                     (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload,
                      m.expires_at),
                 )
-                ids.append(cur.lastrowid)
+                ids.append(int(cur.lastrowid or 0))
         self._doorbell.ring()
         return ids
 

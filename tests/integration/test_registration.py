@@ -51,7 +51,8 @@ def test_celery_unset_priority_is_the_normal_lane(tmp_path):
         t.apply_async(priority=5)
         t.apply_async(priority=9)
         db = sqlite3.connect("jobs.db")
-        print(json.dumps([r[0] for r in db.execute("SELECT lane FROM gorelay_messages ORDER BY id")]))
+        lanes = db.execute("SELECT lane FROM gorelay_messages ORDER BY id")
+        print(json.dumps([r[0] for r in lanes]))
         """,
         tmp_path,
     )
