@@ -217,6 +217,11 @@ class SQLiteStore(Store):
         self._check_location()
         self._local = threading.local()
         self._lock = threading.Lock()
+        # One writer per process at a time: threads queue on this lock instead
+        # of sleeping in SQLite's busy handler, and publishers waiting on it
+        # share the next commit (see put_many).
+        self._write_lock = threading.RLock()
+        self._pending_puts: list[_PutRequest] = []
         self._conns: list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._doorbell_dir = doorbell_dir(self.path)
@@ -256,6 +261,8 @@ class SQLiteStore(Store):
             self._local = threading.local()
             self._conns = []
             self._lock = threading.Lock()
+            self._write_lock = threading.RLock()
+            self._pending_puts = []
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -329,23 +336,30 @@ class SQLiteStore(Store):
             self.store, self.conn = store, conn
 
         def __enter__(self) -> sqlite3.Connection:
+            self.store._write_lock.acquire()
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise self.store._wrap(exc) from exc
+            except BaseException as exc:
+                self.store._write_lock.release()
+                if isinstance(exc, sqlite3.Error):
+                    raise self.store._wrap(exc) from exc
+                raise
             return self.conn
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-            if exc_type is None:
-                try:
-                    self.conn.execute("COMMIT")
-                    return
-                except sqlite3.Error as err:
-                    self._rollback()
-                    raise self.store._wrap(err) from err
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise self.store._wrap(exc) from exc
+            try:
+                if exc_type is None:
+                    try:
+                        self.conn.execute("COMMIT")
+                        return
+                    except sqlite3.Error as err:
+                        self._rollback()
+                        raise self.store._wrap(err) from err
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self.store._wrap(exc) from exc
+            finally:
+                self.store._write_lock.release()
 
         def _rollback(self) -> None:
             if self.conn.in_transaction:
@@ -399,19 +413,40 @@ class SQLiteStore(Store):
         conn.execute(SQL_DELETE_QUEUE_BINDINGS, (queue,))
 
     def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
+        """Group commit: publishers that arrive while another thread of this
+        process commits are written together in the next transaction.  Each
+        call still returns only after the commit that holds its messages."""
+        request = _PutRequest(messages)
+        with self._lock:
+            self._pending_puts.append(request)
+        with self._write_lock:
+            if not request.finished:
+                with self._lock:
+                    batch, self._pending_puts = self._pending_puts, []
+                self._commit_puts(batch)
+        if request.error is not None:
+            raise request.error
+        return request.ids
+
+    def _commit_puts(self, batch: list[_PutRequest]) -> None:
         now = time.time()
-        ids: list[int] = []
-        with self._write() as conn:
-            for m in messages:
-                state = SCHEDULED if m.visible_at > now else READY
-                cur = conn.execute(
-                    SQL_PUT,
-                    (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload,
-                     m.expires_at),
-                )
-                ids.append(int(cur.lastrowid or 0))
+        try:
+            with self._write() as conn:
+                for request in batch:
+                    for m in request.messages:
+                        state = SCHEDULED if m.visible_at > now else READY
+                        cur = conn.execute(
+                            SQL_PUT,
+                            (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload,
+                             m.expires_at),
+                        )
+                        request.ids.append(int(cur.lastrowid or 0))
+        except BaseException as exc:
+            for request in batch:
+                request.ids, request.error = [], exc
+        for request in batch:
+            request.finished = True
         self._doorbell.ring()
-        return ids
 
     def reserve(
         self, queues: Sequence[str], limit: int, owner: str, lease: float
@@ -540,6 +575,16 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
         self._doorbell.close()
+
+
+class _PutRequest:
+    __slots__ = ("messages", "ids", "error", "finished")
+
+    def __init__(self, messages: Sequence[NewMessage]) -> None:
+        self.messages = messages
+        self.ids: list[int] = []
+        self.error: BaseException | None = None
+        self.finished = False
 
 
 def _statements() -> list[str]:

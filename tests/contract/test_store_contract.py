@@ -278,3 +278,29 @@ def test_idle_queue_expires_with_its_messages_and_bindings(store):
     assert not store.has_queue("reply") and store.size("reply") == 0
     assert store.bindings("ex") == []
     assert store.has_queue("kept") and store.has_queue("durable")
+
+
+def test_concurrent_publishers_all_commit(store):
+    # Publishers in many threads (a threads-pool worker sending subtasks) may
+    # share commits, but each put returns only once its message is stored.
+    errors: list[BaseException] = []
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def publish(worker: int) -> None:
+        try:
+            for i in range(50):
+                mid = put(store, "q", f"{worker}-{i}")
+                with lock:
+                    ids.append(mid)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(ids)) == 400
+    assert store.size("q") == 400

@@ -93,9 +93,12 @@ def test_sigkilled_consumer_loses_nothing(tmp_path):
     acked = {i for i in processed if i % 10 == 3}
     assert len(processed) >= 20
     remaining = drain_all(url)
-    # Every message is either acked by the dead consumer or delivered again.
+    # Every message is either acked by the dead consumer or delivered again
+    # (at least once: an ack made in the last milliseconds before the kill
+    # may not have been flushed, so that message may come back too).
     assert sorted(acked | set(remaining)) == list(range(100))
-    assert not acked & set(remaining)
+    unacked = set(processed) - acked
+    assert unacked <= set(remaining)  # held, never acked: all delivered again
 
 
 def test_sigkilled_producer_keeps_every_returned_publish(tmp_path):
