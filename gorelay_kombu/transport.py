@@ -152,6 +152,7 @@ class Channel(virtual.Channel):
         self._tag_ids: dict[Any, int] = {}
         self._pending_acks: list[int] = []
         self._no_ack_queues: set[str] = set()
+        self._expiring_queues: set[str] = set()
         self._starved = False
 
     # -- publishing -----------------------------------------------------------
@@ -191,10 +192,11 @@ class Channel(virtual.Channel):
 
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
         arguments = kwargs.get("arguments") or {}
+        expires = _seconds(arguments.get("x-expires"))
+        if expires is not None:
+            self._expiring_queues.add(queue)
         self.store.declare_queue(
-            queue,
-            message_ttl=_seconds(arguments.get("x-message-ttl")),
-            expires=_seconds(arguments.get("x-expires")),
+            queue, message_ttl=_seconds(arguments.get("x-message-ttl")), expires=expires
         )
 
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
@@ -359,7 +361,7 @@ class Channel(virtual.Channel):
 
     def keepalive(self) -> None:
         """Renew this channel's leases and keep its queues from expiring."""
-        queues = list(dict.fromkeys(self._active_queues))
+        queues = [q for q in dict.fromkeys(self._active_queues) if q in self._expiring_queues]
         if queues:
             self.store.touch_queues(queues)
         if self._tag_ids or len(self._ring):

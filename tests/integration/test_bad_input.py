@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
@@ -150,3 +151,63 @@ def test_synchronous_full_is_applied(tmp_path):
     with connect(f"gorelay+sqlite:///{tmp_path / 'relay.db'}", synchronous="FULL") as conn:
         store = conn.transport.store
         assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+CLI_APP = """
+import os
+from celery import Celery
+app = Celery("badapp", broker=os.environ["BROKER"])
+app.conf.broker_transport_options = eval(os.environ.get("OPTIONS", "{}"))
+@app.task
+def echo(x):
+    return x
+"""
+
+
+@pytest.mark.parametrize(
+    ("broker", "options", "make", "expected"),
+    [
+        ("gorelay+sqlite:///{tmp}/missing/relay.db", "{}", None, "StoreLocationError"),
+        ("gorelay+sqlite:///{tmp}/notes.txt", "{}", "notes", "NotAStoreError"),
+        ("gorelay+sqlite:///{tmp}/relay.db", "{'visiblity_timeout': 5}", None, "InvalidOption"),
+        ("gorelay+sqlite://host/relay.db", "{}", None, "InvalidURL"),
+    ],
+)
+def test_celery_worker_fails_fast_with_the_reason(tmp_path, broker, options, make, expected):
+    """A worker given bad input exits at once with the typed error; it does not retry forever."""
+    (tmp_path / "badapp.py").write_text(CLI_APP)
+    if make == "notes":
+        (tmp_path / "notes.txt").write_text("not a database\n" * 50)
+    env = dict(os.environ, BROKER=broker.format(tmp=tmp_path), OPTIONS=options)
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "badapp", "worker", "-P", "solo",
+         "--without-mingle", "--without-gossip"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode != 0
+    assert expected in proc.stderr, proc.stderr[-2000:]
+    if make == "notes":
+        assert (tmp_path / "notes.txt").read_text() == "not a database\n" * 50
+
+
+def test_celery_producer_gets_message_too_large(tmp_path):
+    (tmp_path / "badapp.py").write_text(CLI_APP)
+    code = (
+        "from badapp import echo\n"
+        "from gorelay_kombu import MessageTooLarge\n"
+        "echo.delay('small')\n"
+        "try:\n"
+        "    echo.delay('x' * 20000)\n"
+        "except MessageTooLarge as exc:\n"
+        "    print('refused:', exc)\n"
+        "with echo.app.connection_for_write() as conn:\n"
+        "    print(conn.default_channel.queue_declare('celery', passive=True).message_count)\n"
+    )
+    env = dict(os.environ, BROKER=f"gorelay+sqlite:///{tmp_path}/relay.db",
+               OPTIONS="{'max_message_bytes': 10000}")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    refused, count = proc.stdout.strip().splitlines()
+    assert refused.startswith("refused:") and "max_message_bytes" in refused
+    assert count == "1"
