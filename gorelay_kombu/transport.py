@@ -154,6 +154,9 @@ class Channel(virtual.Channel):
         self._no_ack_queues: set[str] = set()
         self._expiring_queues: set[str] = set()
         self._starved = False
+        #: the transport's wake-up generation at which a reserve came back short:
+        #: nothing new can be there until the next wake-up (publish, timer, due).
+        self._exhausted_at: int | None = None
 
     # -- publishing -----------------------------------------------------------
     def prepare_message(self, body: Any, priority: Any = None, *args: Any, **kw: Any) -> Any:
@@ -244,6 +247,7 @@ class Channel(virtual.Channel):
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
             self._no_ack_queues.add(queue)
+        self._exhausted_at = None
         self.connection._keeper.add(self)
         self.connection.attach_to_loop()
         return super().basic_consume(queue, no_ack, *args, **kwargs)
@@ -312,9 +316,14 @@ class Channel(virtual.Channel):
         estimate = self.qos.can_consume_max_estimate()
         limit = self.connection.reserve_batch if estimate is None else estimate
         limit = min(limit, self._ring.capacity)
+        generation = self.connection.generation
+        if self._exhausted_at == generation:
+            return
         queues = list(dict.fromkeys(self._active_queues))
         self.flush_acks()
-        for row in self.store.reserve(queues, limit, self.owner, self.visibility_timeout):
+        rows = self.store.reserve(queues, limit, self.owner, self.visibility_timeout)
+        self._exhausted_at = generation if len(rows) < limit else None
+        for row in rows:
             payload = self._accept(row)
             if payload is not None:
                 self._ring.push(row.lane, (row.queue, payload))
@@ -445,7 +454,7 @@ class _Keeper:
                 for channel in channels:
                     self._safely(channel.keepalive)
                 if channels:
-                    self._safely(channels[0].store.expire_idle_queues)
+                    self._safely(channels[0].store.maintain)
                 next_renew = time.monotonic() + every
 
     @staticmethod
@@ -514,6 +523,8 @@ class Transport(virtual.Transport):
         self._store: Store | None = None
         self._waiter: Any = None
         self._keeper = _Keeper(self)
+        #: bumped on every wake-up (doorbell, fallback timer, due timer)
+        self.generation = 0
         self._loop: Any = None
         self._loop_fd: int | None = None
         self._loop_timers: list[Any] = []
@@ -606,6 +617,7 @@ class Transport(virtual.Transport):
         waiter = self._get_waiter()
         if hasattr(waiter, "drain"):
             waiter.drain()
+        self.generation += 1
         delivered = 0
         while delivered < self.loop_batch and self._deliver_round():
             delivered += 1
@@ -654,6 +666,7 @@ class Transport(virtual.Transport):
                 if until_due > 0:
                     wait = min(wait, until_due + 0.001)
             waiter.wait(wait)
+            self.generation += 1
 
     @property
     def default_connection_params(self) -> dict[str, Any]:

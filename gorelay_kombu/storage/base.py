@@ -105,6 +105,14 @@ class Store(abc.ABC):
     def expire_idle_queues(self) -> list[str]:
         """Delete queues unused for longer than their ``expires``; return their names."""
 
+    def maintain(self) -> None:
+        """Periodic upkeep, called about once a second by every consuming process.
+
+        The base version expires idle queues; stores with logs to compact
+        (SQLite's WAL) extend it.
+        """
+        self.expire_idle_queues()
+
     @abc.abstractmethod
     def has_queue(self, queue: str) -> bool:
         """Return True if ``queue`` was declared."""

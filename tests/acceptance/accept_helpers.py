@@ -10,6 +10,7 @@ relevant logs (see :func:`diag`).
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -150,7 +151,8 @@ def diag(*procs: Proc, records: Iterable[Path] = ()) -> str:
     out = []
     for path in records:
         lines = read_lines(path)
-        out.append(f"===== record {path} ({len(lines)} lines) =====\n{tail(chr(10).join(lines), 40)}")
+        body = tail("\n".join(lines), 40)
+        out.append(f"===== record {path} ({len(lines)} lines) =====\n{body}")
     out.extend(p.describe() for p in procs)
     return "\n".join(out)
 
@@ -159,12 +161,13 @@ class Env:
     """One SQLite store in a directory, and the processes that use it."""
 
     def __init__(self, directory: Path, visibility_timeout: float | None = None,
-                 default_queue: str = "celery") -> None:
+                 default_queue: str = "celery", transport_options: dict | None = None) -> None:
         self.dir = directory
         self.db = directory / "relay.db"
         self.url = acceptance_app.broker_url(str(self.db))
         self.visibility_timeout = visibility_timeout
         self.default_queue = default_queue
+        self.transport_options = dict(transport_options or {})
         self.procs: list[Proc] = []
         self._apps: list[object] = []
         self._app = None
@@ -177,6 +180,7 @@ class Env:
         env["PYTHONUNBUFFERED"] = "1"
         env["GORELAY_ACCEPT_DB"] = str(self.db)
         env["GORELAY_ACCEPT_QUEUE"] = self.default_queue
+        env["GORELAY_ACCEPT_OPTIONS"] = json.dumps(self.transport_options)
         if self.visibility_timeout is not None:
             env["GORELAY_ACCEPT_VT"] = str(self.visibility_timeout)
         else:
@@ -219,7 +223,8 @@ class Env:
     def app(self):
         if self._app is None:
             self._app = acceptance_app.make_app(
-                str(self.db), self.visibility_timeout, self.default_queue)
+                str(self.db), self.visibility_timeout, self.default_queue,
+                self.transport_options)
         return self._app
 
     def send(self, name: str, *args: object, **options: object):
@@ -230,13 +235,16 @@ class Env:
             for name, args, options in calls:
                 self.app.send_task(name, args=args, producer=producer, **options)
 
+    def kombu_options(self) -> dict:
+        options = dict(self.transport_options)
+        if self.visibility_timeout is not None:
+            options["visibility_timeout"] = self.visibility_timeout
+        return options
+
     def message_count(self, queue: str) -> int:
         import kombu
 
-        options = {}
-        if self.visibility_timeout is not None:
-            options["visibility_timeout"] = self.visibility_timeout
-        with kombu.Connection(self.url, transport_options=options) as conn:
+        with kombu.Connection(self.url, transport_options=self.kombu_options()) as conn:
             return conn.default_channel.queue_declare(queue, passive=True).message_count
 
     def get_one(self, queue: str):
@@ -244,10 +252,7 @@ class Env:
         (expired leases become deliverable first); its body, or None if empty."""
         import kombu
 
-        options = {}
-        if self.visibility_timeout is not None:
-            options["visibility_timeout"] = self.visibility_timeout
-        with kombu.Connection(self.url, transport_options=options) as conn:
+        with kombu.Connection(self.url, transport_options=self.kombu_options()) as conn:
             message = conn.default_channel.basic_get(queue, no_ack=False)
             if message is None:
                 return None

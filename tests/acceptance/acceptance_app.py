@@ -9,6 +9,7 @@ Environment:
 * ``GORELAY_ACCEPT_DB``: absolute path of the SQLite store file.
 * ``GORELAY_ACCEPT_VT``: ``visibility_timeout`` in seconds (optional).
 * ``GORELAY_ACCEPT_QUEUE``: ``task_default_queue`` (default ``celery``).
+* ``GORELAY_ACCEPT_OPTIONS``: more ``broker_transport_options`` as JSON (optional).
 
 Tasks record what they do by appending one line to a file opened with
 ``O_APPEND`` (one ``write`` per line, so lines from concurrent processes never
@@ -17,6 +18,7 @@ interleave); the tests read those files to count executions.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -28,9 +30,9 @@ def broker_url(db_path: str) -> str:
 
 
 def make_app(db_path: str, visibility_timeout: float | None = None,
-             default_queue: str = "celery") -> Celery:
+             default_queue: str = "celery", transport_options: dict | None = None) -> Celery:
     """A Celery app on the store ``db_path`` (also used by the test process)."""
-    options = {}
+    options = dict(transport_options or {})
     if visibility_timeout is not None:
         options["visibility_timeout"] = visibility_timeout
     app = Celery("acceptance", broker=broker_url(db_path), set_as_current=False)
@@ -54,6 +56,7 @@ app = make_app(
     os.environ.get("GORELAY_ACCEPT_DB", os.path.abspath("acceptance-unconfigured.db")),
     _env_vt(),
     os.environ.get("GORELAY_ACCEPT_QUEUE", "celery"),
+    json.loads(os.environ.get("GORELAY_ACCEPT_OPTIONS") or "{}"),
 )
 
 

@@ -19,10 +19,11 @@ def make_env(tmp_path: Path):
     """Factory of :class:`Env` on this test's own SQLite file; cleans up."""
     envs: list[Env] = []
 
-    def factory(visibility_timeout: float | None = None, default_queue: str = "celery") -> Env:
+    def factory(visibility_timeout: float | None = None, default_queue: str = "celery",
+                transport_options: dict | None = None) -> Env:
         directory = tmp_path / f"env{len(envs)}"
         directory.mkdir()
-        env = Env(directory, visibility_timeout, default_queue)
+        env = Env(directory, visibility_timeout, default_queue, transport_options)
         envs.append(env)
         return env
 

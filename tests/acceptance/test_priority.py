@@ -26,7 +26,8 @@ def test_backlog_drains_lane_by_lane(make_env, tmp_path: Path) -> None:
     env.send_many(calls)
     assert env.message_count("celery") == 3 * PER_LANE
 
-    worker = env.worker("--prefetch-multiplier", "1", pool="solo", concurrency=1)
+    # Default (prefork) pool, one process, one message prefetched at a time.
+    worker = env.worker("--prefetch-multiplier", "1", pool="prefork", concurrency=1)
     wait_for(lambda: len(read_lines(record)) >= 3 * PER_LANE, 90, "the whole backlog",
              lambda: env.diag(worker, records=[record]))
 

@@ -23,6 +23,7 @@ HOT_QUERIES = {
     "ack": (sq.SQL_ACK, (1,)),
     "size": (sq.SQL_SIZE, ("q",)),
     "put": (sq.SQL_PUT, ("q", 1, 0, 1.0, 1.0, b"x", None)),
+    "probe": (sq._probe_sql(2), (1.0, 1.0, "a", "b")),
 }
 
 
