@@ -623,6 +623,13 @@ class Transport(virtual.Transport):
             delivered += 1
         if delivered >= self.loop_batch:
             self._loop.call_soon(self.on_readable)  # more to do: yield to the loop first
+        elif delivered and any(channel._starved for channel in self.channels or []):
+            # The prefetch window filled up while delivering.  With the solo
+            # pool the task already ran and Celery queued its ack with
+            # hub.call_soon from this thread, which does not interrupt the
+            # hub's poll: make our own fd readable so the ack (and the next
+            # delivery) runs now, not at the next timer.
+            waiter.wake()
         self._schedule_due()
 
     def _deliver_round(self) -> bool:

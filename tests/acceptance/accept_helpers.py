@@ -160,6 +160,9 @@ def diag(*procs: Proc, records: Iterable[Path] = ()) -> str:
 class Env:
     """One SQLite store in a directory, and the processes that use it."""
 
+    #: the session's shared worker, on the ``shared`` fixture's Env only
+    shared_worker: Worker
+
     def __init__(self, directory: Path, visibility_timeout: float | None = None,
                  default_queue: str = "celery", transport_options: dict | None = None) -> None:
         self.dir = directory

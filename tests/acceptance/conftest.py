@@ -46,7 +46,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory):
     env = Env(tmp_path_factory.mktemp("shared"), visibility_timeout=2,
               default_queue=SHARED_QUEUES[0])
     try:
-        env.shared_worker = env.worker(  # type: ignore[attr-defined]
+        env.shared_worker = env.worker(
             "-Q", ",".join(SHARED_QUEUES), pool="threads", concurrency=4, events=True,
             name="shared")
         yield env

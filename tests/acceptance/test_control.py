@@ -36,4 +36,4 @@ def test_purge_empties_a_queue(make_env) -> None:
     assert result.returncode == 0, output
     assert env.message_count("purged") == 0, output
     assert env.message_count("kept") == 3, output
-    assert "25" in output, output  # "Purged 25 messages from 1 known task queue."
+    assert "Purged 25 messages" in output, output

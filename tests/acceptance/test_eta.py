@@ -33,4 +33,4 @@ def test_countdown_runs_once_and_not_early(make_env, tmp_path: Path) -> None:
     assert runs[0] >= published + 3, (
         f"ran {runs[0] - published:.3f}s after publishing, before its countdown of 3s\n"
         + env.diag(worker, records=[record]))
-    assert tags(record).count("now") == 1
+    assert tags(record).count("now") == 1, env.diag(worker, records=[record])

@@ -46,7 +46,7 @@ def test_sigkilled_worker_task_is_redelivered_and_completes(make_env, tmp_path: 
     assert sorted(ran_behind) == sorted(behind), (
         f"prefetched tasks lost or duplicated: {ran_behind}\n"
         + env.diag(second, first, records=[record]))
-    assert env.message_count("celery") == 0
+    assert env.message_count("celery") == 0, env.diag(second, first, records=[record])
 
 
 @pytest.mark.timeout(120)

@@ -101,4 +101,5 @@ def test_worker_consumes_every_queue_it_is_given(shared, tmp_path: Path) -> None
     ran = tags(record)
     assert sorted(ran) == sorted(expected), shared.diag(records=[record])
     assert shared.message_count("c") == 1, shared.diag(records=[record])
-    assert shared.message_count("a") == 0 and shared.message_count("b") == 0
+    assert shared.message_count("a") == 0 and shared.message_count("b") == 0, shared.diag(
+        records=[record])
