@@ -323,10 +323,12 @@ class Channel(virtual.Channel):
         self.flush_acks()
         rows = self.store.reserve(queues, limit, self.owner, self.visibility_timeout)
         self._exhausted_at = generation if len(rows) < limit else None
+        batch: list[tuple[int, tuple[str, dict[str, Any]]]] = []
         for row in rows:
             payload = self._accept(row)
             if payload is not None:
-                self._ring.push(row.lane, (row.queue, payload))
+                batch.append((row.lane, (row.queue, payload)))
+        self._ring.extend(batch)  # rows come sorted by lane: one deque.extend per lane
 
     # -- settling -------------------------------------------------------------
     def _settle(self, delivery_tag: Any, ack: bool) -> None:
@@ -469,6 +471,9 @@ class _Keeper:
             logging.getLogger(__name__).exception("gorelay keeper: %s failed", fn)
 
 
+GoRelayChannel = Channel
+
+
 class Transport(virtual.Transport):
     """kombu transport class for ``gorelay://`` URLs."""
 
@@ -579,8 +584,7 @@ class Transport(virtual.Transport):
         so the reader is attached at the first ``basic_consume``.
         """
         self._loop = loop
-        channels: list[Channel] = self.channels or []
-        if any(channel._consumers for channel in channels):
+        if any(channel._consumers for channel in self._channel_list()):
             self.attach_to_loop()
 
     def attach_to_loop(self) -> None:
@@ -623,7 +627,7 @@ class Transport(virtual.Transport):
             delivered += 1
         if delivered >= self.loop_batch:
             self._loop.call_soon(self.on_readable)  # more to do: yield to the loop first
-        elif delivered and any(channel._starved for channel in self.channels or []):
+        elif delivered and any(ch._starved for ch in self._channel_list()):
             # The prefetch window filled up while delivering.  With the solo
             # pool the task already ran and Celery queued its ack with
             # hub.call_soon from this thread, which does not interrupt the
@@ -632,8 +636,11 @@ class Transport(virtual.Transport):
             waiter.wake()
         self._schedule_due()
 
+    def _channel_list(self) -> list[GoRelayChannel]:
+        return self.channels or []
+
     def _deliver_round(self) -> bool:
-        channels: list[Channel] = self.channels or []
+        channels = self._channel_list()
         for i in range(len(channels)):
             channel = channels[i] if i < len(channels) else None
             if channel is not None and channel.deliver_one():

@@ -32,3 +32,37 @@ def test_a_late_high_item_overtakes_buffered_low_items():
     assert ring.pop() == "l1"
     ring.push(HIGH, "h")
     assert [ring.pop(), ring.pop()] == ["h", "l2"]
+
+
+def test_extend_stops_at_capacity_and_keeps_what_fitted():
+    ring: LaneRing[int] = LaneRing(2)
+    with pytest.raises(OverflowError):
+        ring.extend([(HIGH, 1), (HIGH, 2), (HIGH, 3)])
+    assert ring.free(HIGH) == 0
+    ring.extend([(LOW, 9)])
+    assert list(ring.drain()) == [1, 2, 9]
+
+
+def test_matches_a_reference_model_on_random_operations():
+    import random
+
+    rng = random.Random(7)
+    ring: LaneRing[int] = LaneRing(16)
+    model: list[list[int]] = [[], [], []]
+    for step in range(3000):
+        if rng.random() < 0.5:
+            batch = sorted((rng.randrange(3), step * 100 + i) for i in range(rng.randrange(5)))
+            batch = [(lane, item) for lane, item in batch if len(model[lane]) < 16]
+            room = {lane: 16 - len(model[lane]) for lane in range(3)}
+            fitting = []
+            for lane, item in batch:
+                if room[lane] > 0:
+                    room[lane] -= 1
+                    fitting.append((lane, item))
+            ring.extend(fitting)
+            for lane, item in fitting:
+                model[lane].append(item)
+        else:
+            expected = next((lane.pop(0) for lane in model if lane), None)
+            assert ring.pop() == expected
+        assert len(ring) == sum(map(len, model))
