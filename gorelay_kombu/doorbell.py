@@ -19,6 +19,7 @@ import os
 import select
 import socket
 import tempfile
+import time
 import uuid
 
 from .storage.base import Waiter
@@ -35,9 +36,14 @@ def doorbell_dir(store_path: str) -> str:
 class Doorbell:
     """The producer side: rings every socket in the directory."""
 
+    #: how long the list of sockets is trusted before the directory is looked at
+    #: again; a consumer newer than that waits in short steps (see SocketWaiter)
+    refresh_seconds = 0.05
+
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._mtime = -1
+        self._checked = 0.0
         self._targets: list[str] = []
         self._sock: socket.socket | None = None
 
@@ -45,10 +51,15 @@ class Doorbell:
         """Wake every waiting consumer; never raises."""
         if not HAVE_UNIX_SOCKETS:
             return
-        try:
-            mtime = os.stat(self.directory).st_mtime_ns
-        except OSError:
-            return  # nobody has ever waited on this store
+        now = time.monotonic()
+        if now - self._checked >= self.refresh_seconds:
+            self._checked = now
+            try:
+                mtime = os.stat(self.directory).st_mtime_ns
+            except OSError:
+                return  # nobody has ever waited on this store
+        else:
+            mtime = self._mtime
         if mtime != self._mtime:
             self._mtime = mtime
             with contextlib.suppress(OSError):
@@ -97,6 +108,9 @@ class SocketWaiter(Waiter):
         sock.setblocking(False)
         self._sock, self.path = sock, path
         self._pid = os.getpid()
+        # Producers may not know this socket for Doorbell.refresh_seconds:
+        # until then, wait in short steps so no early ring can be missed.
+        self._young_until = time.monotonic() + 2 * Doorbell.refresh_seconds
 
     def fileno(self) -> int:
         return self._sock.fileno() if self._sock is not None else -1
@@ -106,6 +120,8 @@ class SocketWaiter(Waiter):
             if timeout > 0:
                 select.select([], [], [], timeout)
             return False
+        if time.monotonic() < self._young_until:
+            timeout = min(timeout, 0.005)
         readable, _, _ = select.select([self._sock], [], [], max(timeout, 0.0))
         if not readable:
             return False

@@ -375,8 +375,9 @@ class Channel(virtual.Channel):
         queues = [q for q in dict.fromkeys(self._active_queues) if q in self._expiring_queues]
         if queues:
             self.store.touch_queues(queues)
-        if self._tag_ids or len(self._ring):
-            self.store.renew(self.owner, self.visibility_timeout)
+        held = list(self._tag_ids.values())  # delivered and unacked, or in the ring
+        if held:
+            self.store.renew(self.owner, self.visibility_timeout, held)
 
     def close(self) -> None:
         if self.closed:

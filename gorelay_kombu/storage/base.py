@@ -61,7 +61,11 @@ class Waiter(abc.ABC):
 
     @abc.abstractmethod
     def wait(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds; return True when woken early."""
+        """Wait at most ``timeout`` seconds; return True when woken.
+
+        It may also return False early, without a wake-up: callers re-check
+        the store and wait again.
+        """
 
     @abc.abstractmethod
     def wake(self) -> None:
@@ -154,8 +158,11 @@ class Store(abc.ABC):
         """Make messages ``owner`` still leases visible again at once."""
 
     @abc.abstractmethod
-    def renew(self, owner: str, lease: float) -> int:
-        """Extend every lease ``owner`` holds to ``lease`` seconds from now."""
+    def renew(self, owner: str, lease: float, ids: Iterable[int]) -> int:
+        """Extend the leases ``owner`` holds on ``ids`` to ``lease`` seconds from now.
+
+        Returns how many were renewed; an id ``owner`` no longer leases is skipped.
+        """
 
     @abc.abstractmethod
     def dead_letter(self, message_id: int, reason: str) -> None:

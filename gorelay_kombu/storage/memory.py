@@ -204,12 +204,13 @@ class MemoryStore(Store):
                     r.state, r.owner, r.visible_at = READY, None, now
             self._changed()
 
-    def renew(self, owner: str, lease: float) -> int:
+    def renew(self, owner: str, lease: float, ids: Iterable[int]) -> int:
         until = time.time() + lease
         count = 0
         with self._s.lock:
-            for r in self._s.rows.values():
-                if r.state == LEASED and r.owner == owner:
+            for mid in ids:
+                r = self._s.rows.get(mid)
+                if r is not None and r.state == LEASED and r.owner == owner:
                     r.visible_at = until
                     count += 1
         return count

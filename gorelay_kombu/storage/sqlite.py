@@ -24,10 +24,12 @@ written by a newer release is refused with :class:`SchemaVersionError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -69,16 +71,13 @@ CREATE TABLE IF NOT EXISTS gorelay_messages (
     expires_at REAL,
     payload BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS gorelay_messages_ready
-    ON gorelay_messages (queue, lane, id) WHERE state = {READY};
+-- (queue, state, lane, id): ready heads in service order, sizes and purges.
+CREATE INDEX IF NOT EXISTS gorelay_messages_queue
+    ON gorelay_messages (queue, state, lane, id);
 CREATE INDEX IF NOT EXISTS gorelay_messages_timed
     ON gorelay_messages (visible_at) WHERE state IN ({SCHEDULED}, {LEASED});
-CREATE INDEX IF NOT EXISTS gorelay_messages_owner
-    ON gorelay_messages (owner) WHERE state = {LEASED};
 CREATE INDEX IF NOT EXISTS gorelay_messages_expiring
     ON gorelay_messages (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS gorelay_messages_queue_state
-    ON gorelay_messages (queue, state);
 CREATE TABLE IF NOT EXISTS gorelay_exchanges (
     name TEXT PRIMARY KEY,
     type TEXT NOT NULL
@@ -156,7 +155,9 @@ SQL_RELEASE = (
     f"UPDATE gorelay_messages SET state = {READY}, owner = NULL, visible_at = ?"
     f" WHERE id = ? AND owner = ? AND state = {LEASED}"
 )
-SQL_RENEW = f"UPDATE gorelay_messages SET visible_at = ? WHERE owner = ? AND state = {LEASED}"
+SQL_RENEW = (
+    f"UPDATE gorelay_messages SET visible_at = ? WHERE id = ? AND owner = ? AND state = {LEASED}"
+)
 SQL_DEAD = (
     f"UPDATE gorelay_messages SET state = {DEAD}, owner = NULL, dead_reason = ? WHERE id = ?"
 )
@@ -223,11 +224,16 @@ class SQLiteStore(Store):
         # share the next commit (see put_many).
         self._write_lock = threading.RLock()
         self._pending_puts: list[_PutRequest] = []
+        self._checkpointed = False
+        self._stamp_path = self.path + "-gorelay-bindings"
+        self._bindings_cache: dict[str, tuple[int, list[tuple[str, str | None, str]]]] = {}
         self._conns: list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._doorbell_dir = doorbell_dir(self.path)
         self._doorbell = Doorbell(self._doorbell_dir)
         self._setup(self._conn())
+        if not self._bindings_stamp():
+            self._bindings_changed()
 
     # -- connections ----------------------------------------------------------
     def _check_location(self) -> None:
@@ -264,6 +270,7 @@ class SQLiteStore(Store):
             self._lock = threading.Lock()
             self._write_lock = threading.RLock()
             self._pending_puts = []
+            self._checkpointed = False
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -281,9 +288,9 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            # Consumers checkpoint from their keeper thread (see maintain());
-            # the high automatic threshold only bounds the WAL of producer-only
-            # processes, so a hot-path commit rarely pays for a checkpoint.
+            # Checkpoints run in a background thread (_Checkpointer); the high
+            # automatic threshold is only a safety net, so a publish or an ack
+            # does not pay for a checkpoint and its fsync.
             conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         except sqlite3.DatabaseError as exc:
             raise self._wrap(exc) from exc
@@ -341,6 +348,7 @@ class SQLiteStore(Store):
             self.store, self.conn = store, conn
 
         def __enter__(self) -> sqlite3.Connection:
+            _Checkpointer.watch(self.store)
             self.store._write_lock.acquire()
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -396,20 +404,13 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.executemany(SQL_TOUCH_QUEUE, [(now, q) for q in queues])
 
-    def maintain(self) -> None:
-        """Checkpoint the WAL into the database (PASSIVE: blocks nobody)."""
-        try:
-            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as exc:
-            raise self._wrap(exc) from exc
-        self.expire_idle_queues()
-
     def expire_idle_queues(self) -> list[str]:
         idle = [r[0] for r in self._read(SQL_IDLE_QUEUES, (time.time(),))]
         if idle:
             with self._write() as conn:
                 for queue in idle:
                     self._delete_queue(conn, queue)
+            self._bindings_changed()
         return idle
 
     def has_queue(self, queue: str) -> bool:
@@ -418,6 +419,7 @@ class SQLiteStore(Store):
     def delete_queue(self, queue: str) -> None:
         with self._write() as conn:
             self._delete_queue(conn, queue)
+        self._bindings_changed()
 
     @staticmethod
     def _delete_queue(conn: sqlite3.Connection, queue: str) -> None:
@@ -429,6 +431,19 @@ class SQLiteStore(Store):
         """Group commit: publishers that arrive while another thread of this
         process commits are written together in the next transaction.  Each
         call still returns only after the commit that holds its messages."""
+        _Checkpointer.watch(self)
+        if len(messages) == 1 and self._write_lock.acquire(blocking=False):
+            try:  # nobody else is writing here: one autocommit INSERT is one commit
+                now = time.time()
+                try:
+                    cur = self._conn().execute(SQL_PUT, _put_params(messages[0], now))
+                except sqlite3.Error as exc:
+                    raise self._wrap(exc) from exc
+                ids = [int(cur.lastrowid or 0)]
+            finally:
+                self._write_lock.release()
+            self._doorbell.ring()
+            return ids
         request = _PutRequest(messages)
         with self._lock:
             self._pending_puts.append(request)
@@ -447,12 +462,7 @@ class SQLiteStore(Store):
             with self._write() as conn:
                 for request in batch:
                     for m in request.messages:
-                        state = SCHEDULED if m.visible_at > now else READY
-                        cur = conn.execute(
-                            SQL_PUT,
-                            (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload,
-                             m.expires_at),
-                        )
+                        cur = conn.execute(SQL_PUT, _put_params(m, now))
                         request.ids.append(int(cur.lastrowid or 0))
         except BaseException as exc:
             for request in batch:
@@ -509,9 +519,13 @@ class SQLiteStore(Store):
                 conn.executemany(SQL_RELEASE, params)
             self._doorbell.ring()
 
-    def renew(self, owner: str, lease: float) -> int:
+    def renew(self, owner: str, lease: float, ids: Iterable[int]) -> int:
+        until = time.time() + lease
+        params = [(until, i, owner) for i in ids]
+        if not params:
+            return 0
         with self._write() as conn:
-            return conn.execute(SQL_RENEW, (time.time() + lease, owner)).rowcount
+            return conn.executemany(SQL_RENEW, params).rowcount
 
     def dead_letter(self, message_id: int, reason: str) -> None:
         with self._write() as conn:
@@ -546,14 +560,48 @@ class SQLiteStore(Store):
 
     def bind(self, exchange: str, routing_key: str, pattern: str | None, queue: str) -> None:
         with self._write() as conn:
-            conn.execute(SQL_BIND, (exchange, routing_key, pattern, queue))
+            changed = conn.execute(SQL_BIND, (exchange, routing_key, pattern, queue)).rowcount
+        if changed:
+            self._bindings_changed()
 
     def unbind(self, exchange: str, routing_key: str, queue: str) -> None:
         with self._write() as conn:
-            conn.execute(SQL_UNBIND, (exchange, routing_key, queue))
+            changed = conn.execute(SQL_UNBIND, (exchange, routing_key, queue)).rowcount
+        if changed:
+            self._bindings_changed()
 
     def bindings(self, exchange: str) -> list[tuple[str, str | None, str]]:
-        return [(r[0], r[1], r[2]) for r in self._read(SQL_BINDINGS, (exchange,))]
+        """Bindings are read on every publish, so they are cached per process.
+
+        The cache is keyed by the modification time of a stamp file beside the
+        database, which every process changes right after it commits a change
+        of bindings: one ``stat`` instead of a query, never stale once the
+        change has returned.
+        """
+        stamp = self._bindings_stamp()
+        cached = self._bindings_cache.get(exchange)
+        if cached is not None and cached[0] == stamp and stamp:
+            return cached[1]
+        table = [(r[0], r[1], r[2]) for r in self._read(SQL_BINDINGS, (exchange,))]
+        self._bindings_cache[exchange] = (stamp, table)
+        return table
+
+    def _bindings_stamp(self) -> int:
+        try:
+            return os.stat(self._stamp_path).st_mtime_ns
+        except OSError:
+            return 0  # no stamp: never cache
+
+    def _bindings_changed(self) -> None:
+        try:
+            before = self._bindings_stamp()
+            with open(self._stamp_path, "ab"):
+                pass
+            now = max(time.time_ns(), before + 1)  # always different from before
+            os.utime(self._stamp_path, ns=(now, now))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self._stamp_path)  # cannot stamp: make every reader query
 
     # -- key/value ------------------------------------------------------------
     def kv_get(self, key: str) -> bytes | None:
@@ -576,6 +624,7 @@ class SQLiteStore(Store):
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
+        _Checkpointer.forget(self)
         with self._lock:
             conns, self._conns = self._conns, []
         self._local = threading.local()
@@ -601,6 +650,69 @@ def _probe_sql(queue_count: int) -> str:
             f"SELECT EXISTS({SQL_ANY_DUE}), EXISTS({SQL_ANY_EXPIRED}), {ready}"
         )
     return sql
+
+
+def _put_params(m: NewMessage, now: float) -> tuple[Any, ...]:
+    state = SCHEDULED if m.visible_at > now else READY
+    return (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload, m.expires_at)
+
+
+class _Checkpointer:
+    """One thread per database file and process: PASSIVE WAL checkpoints, off the hot path.
+
+    It wakes every :attr:`interval` seconds while a store of this process
+    that has written to the file is open, and exits when none is.
+    """
+
+    interval = 1.0
+    _running: dict[str, _Checkpointer] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self.stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+        self.thread = threading.Thread(target=self._run, name="gorelay-checkpoint", daemon=True)
+
+    @classmethod
+    def watch(cls, store: SQLiteStore) -> None:
+        if store._checkpointed:
+            return
+        with cls._guard:
+            current = cls._running.get(store.path)
+            if current is None or current.pid != os.getpid() or not current.thread.is_alive():
+                current = cls._running[store.path] = cls(store.path)
+                current.thread.start()
+            current.stores.add(store)
+        store._checkpointed = True
+
+    @classmethod
+    def forget(cls, store: SQLiteStore) -> None:
+        with cls._guard:
+            current = cls._running.get(store.path)
+            if current is not None:
+                current.stores.discard(store)
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                time.sleep(self.interval)
+                with self._guard:
+                    if not self.stores or os.getpid() != self.pid:
+                        if self._running.get(self.path) is self:
+                            del self._running[self.path]
+                        return
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, isolation_level=None,
+                                               check_same_thread=False)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy or gone: the next round tries again
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 class _PutRequest:

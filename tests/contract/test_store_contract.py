@@ -98,13 +98,14 @@ def test_expired_lease_is_delivered_again(store):
 
 
 def test_renew_keeps_the_lease(store):
-    put(store, "q", "m")
+    mid = put(store, "q", "m")
     store.reserve(["q"], 1, "w1", 0.4)
     for _ in range(4):
         time.sleep(0.2)
-        assert store.renew("w1", 0.4) == 1
+        assert store.renew("w1", 0.4, [mid]) == 1
     assert store.reserve(["q"], 1, "w2", 30) == []
-    assert store.renew("nobody", 0.4) == 0
+    assert store.renew("nobody", 0.4, [mid]) == 0
+    assert store.renew("w1", 0.4, []) == 0
 
 
 def test_scheduled_message_is_invisible_until_due(store):
@@ -217,16 +218,25 @@ def test_key_value_with_expiry(store):
     assert store.kv_get("k") is None
 
 
+def wait_until_woken(waiter, timeout: float) -> bool:
+    """Waiters may return early without a wake-up (callers re-check the store)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if waiter.wait(deadline - time.monotonic()):
+            return True
+    return False
+
+
 def test_waiter_wakes_on_put_and_on_wake(store):
     waiter = store.waiter()
     try:
-        assert waiter.wait(0.05) is False
+        assert wait_until_woken(waiter, 0.2) is False  # nothing happened
         threading.Timer(0.05, lambda: put(store, "q", "m")).start()
         start = time.monotonic()
-        assert waiter.wait(5) is True
+        assert wait_until_woken(waiter, 5) is True
         assert time.monotonic() - start < 4  # woken, not timed out
         threading.Timer(0.05, waiter.wake).start()
-        assert waiter.wait(5) is True
+        assert wait_until_woken(waiter, 5) is True
     finally:
         waiter.close()
 

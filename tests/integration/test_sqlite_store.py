@@ -16,7 +16,7 @@ HOT_QUERIES = {
     "any_due": (sq.SQL_ANY_DUE, (1.0,)),
     "restore_due": (sq.SQL_RESTORE_DUE, (1.0,)),
     "next_due": (sq.SQL_NEXT_DUE, ()),
-    "renew": (sq.SQL_RENEW, (1.0, "o")),
+    "renew": (sq.SQL_RENEW, (1.0, 1, "o")),
     "any_expired": (sq.SQL_ANY_EXPIRED, (1.0,)),
     "drop_expired": (sq.SQL_DROP_EXPIRED, (1.0,)),
     "release": (sq.SQL_RELEASE, (1.0, 1, "o")),
@@ -75,3 +75,21 @@ def test_connections_are_not_shared_across_fork(store):
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     assert store.size("q") == 1  # the parent's connection still works
+
+
+def test_binding_changes_reach_a_caching_reader_at_once(tmp_path):
+    path = str(tmp_path / "relay.db")
+    reader, writer = sq.SQLiteStore(path), sq.SQLiteStore(path)
+    try:
+        assert reader.bindings("ex") == []  # now cached in the reader
+        writer.bind("ex", "rk", None, "q1")
+        assert reader.bindings("ex") == [("rk", None, "q1")]
+        writer.bind("ex", "rk", None, "q2")
+        assert sorted(reader.bindings("ex")) == [("rk", None, "q1"), ("rk", None, "q2")]
+        writer.unbind("ex", "rk", "q1")
+        assert reader.bindings("ex") == [("rk", None, "q2")]
+        writer.delete_queue("q2")
+        assert reader.bindings("ex") == []
+    finally:
+        reader.close()
+        writer.close()
