@@ -30,6 +30,7 @@ Transport options (``broker_transport_options``):
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -75,9 +76,12 @@ def _number(options: dict[str, Any], name: str, default: float, minimum: float) 
     return number
 
 
+_encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
 def _dumps(message: dict[str, Any]) -> bytes:
     try:
-        return json.dumps(message, separators=(",", ":")).encode()
+        return _encoder.encode(message).encode()
     except TypeError:  # headers with datetimes, UUIDs...: kombu's encoder knows them
         return str(kombu_json.dumps(message)).encode()
 
@@ -146,6 +150,8 @@ class Channel(virtual.Channel):
     def __init__(self, connection: Transport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         self.store: Store = connection.store
+        self._tag_prefix = f"{uuid.uuid4().hex}."
+        self._tag_counter = itertools.count(1)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.visibility_timeout = connection.visibility_timeout
         self._ring: LaneRing[tuple[str, dict[str, Any]]] = LaneRing(connection.ring_capacity)
@@ -159,6 +165,10 @@ class Channel(virtual.Channel):
         self._exhausted_at: int | None = None
 
     # -- publishing -----------------------------------------------------------
+    def _next_delivery_tag(self) -> str:
+        """Unique across processes (random prefix), cheaper than a uuid4 each."""
+        return f"{self._tag_prefix}{next(self._tag_counter)}"
+
     def prepare_message(self, body: Any, priority: Any = None, *args: Any, **kw: Any) -> Any:
         message = super().prepare_message(body, priority, *args, **kw)
         if priority is not None:  # kombu's ``priority or default`` turns 0 into unset

@@ -33,7 +33,7 @@ LEASED = 2
 DEAD = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to store: its queue, lane, body and when it becomes visible."""
 
@@ -45,7 +45,7 @@ class NewMessage:
     expires_at: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reserved:
     """A message leased by :meth:`Store.reserve`."""
 
