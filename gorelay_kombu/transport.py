@@ -49,7 +49,7 @@ from kombu.utils import json as kombu_json
 from .errors import InvalidOption, MessageTooLarge, StoreUnavailable
 from .priority import lane_for_priority
 from .ringbuffer import LaneRing
-from .storage import NewMessage, Reserved, Store, open_store
+from .storage import NewMessage, Reserved, Store, open_store, store_class
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -62,7 +62,6 @@ GENERIC_OPTIONS = frozenset({
 TRANSPORT_OPTIONS = frozenset({
     "visibility_timeout", "polling_interval", "max_message_bytes", "reserve_batch",
 })
-STORE_OPTIONS = {"sqlite": frozenset({"synchronous", "busy_timeout"}), "memory": frozenset()}
 
 
 def _number(options: dict[str, Any], name: str, default: float, minimum: float) -> float:
@@ -519,12 +518,13 @@ class Transport(virtual.Transport):
 
         self.url = parse_store_url(self._store_url(client))
         options = dict(client.transport_options or {})
-        allowed = TRANSPORT_OPTIONS | GENERIC_OPTIONS | STORE_OPTIONS.get(self.url.kind, set())
+        store_options = store_class(self.url.kind).options
+        allowed = TRANSPORT_OPTIONS | GENERIC_OPTIONS | store_options
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise InvalidOption(
                 f"Unknown transport option(s) {unknown} for the {self.url.kind} store. "
-                f"Known: {sorted(TRANSPORT_OPTIONS | STORE_OPTIONS.get(self.url.kind, set()))}."
+                f"Known: {sorted(TRANSPORT_OPTIONS | store_options)}."
             )
         self.visibility_timeout = _number(options, "visibility_timeout", 30.0, 0.1)
         self.polling_interval = _number(options, "polling_interval", 1.0, 0.001)
@@ -534,7 +534,7 @@ class Transport(virtual.Transport):
         self.reserve_batch = int(_number(options, "reserve_batch", 100, 1))
         self.ring_capacity = max(self.reserve_batch, 128)
         self._store_options = {
-            k: v for k, v in options.items() if k in STORE_OPTIONS.get(self.url.kind, set())
+            k: v for k, v in options.items() if k in store_options
         }
         self._store: Store | None = None
         self._waiter: Any = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ..errors import InvalidOption, UnsupportedStore
@@ -10,8 +11,33 @@ from .base import DEAD, LEASED, READY, SCHEDULED, NewMessage, Reserved, Store, W
 
 __all__ = [
     "DEAD", "LEASED", "READY", "SCHEDULED",
-    "NewMessage", "Reserved", "Store", "Waiter", "open_store",
+    "NewMessage", "Reserved", "STORES", "Store", "Waiter", "open_store", "store_class",
 ]
+
+
+#: kind -> "module:Class"; a module that is not there yet means "not in this release".
+STORES = {
+    "sqlite": "gorelay_kombu.storage.sqlite:SQLiteStore",
+    "memory": "gorelay_kombu.storage.memory:MemoryStore",
+    "postgresql": "gorelay_kombu.storage.postgres:PostgresStore",
+    "redis": "gorelay_kombu.storage.redis:RedisStore",
+}
+
+
+def store_class(kind: str) -> type[Store]:
+    """The store class for ``kind`` (``sqlite``, ``memory``, ``postgresql``, ``redis``)."""
+    module_name, _, class_name = STORES[kind].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the store module is there but its driver is not: let it say so
+        raise UnsupportedStore(
+            f"The {kind} store is not part of this release of gorelay-kombu yet; "
+            "use the SQLite default (gorelay:// or gorelay+sqlite:///path.db) for now."
+        ) from exc
+    cls: type[Store] = getattr(module, class_name)
+    return cls
 
 
 def open_store(url: str | StoreURL, options: dict[str, Any] | None = None) -> Store:
@@ -29,15 +55,4 @@ def open_store(url: str | StoreURL, options: dict[str, Any] | None = None) -> St
                 f"URL and {value!r} in transport_options. Keep one of them."
             )
         merged[key] = value
-    if parsed.kind == "sqlite":
-        from .sqlite import SQLiteStore
-
-        return SQLiteStore(parsed.location, merged)
-    if parsed.kind == "memory":
-        from .memory import MemoryStore
-
-        return MemoryStore(parsed.location, merged)
-    raise UnsupportedStore(
-        f"The {parsed.kind} store is not part of this release of gorelay-kombu yet; "
-        "use the SQLite default (gorelay:// or gorelay+sqlite:///path.db) for now."
-    )
+    return store_class(parsed.kind)(parsed.location, merged)

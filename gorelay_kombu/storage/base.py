@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..priority import NORMAL
 
@@ -85,6 +85,12 @@ class Store(abc.ABC):
 
     #: short name shown in errors and the dashboard (``sqlite``, ``memory``...)
     kind: ClassVar[str] = "abstract"
+    #: the store's own option names, accepted in transport_options and the URL query;
+    #: the constructor is ``Store(location, options)`` (see storage.open_store)
+    options: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, location: str, options: dict[str, Any] | None = None) -> None:
+        """Open the store at ``location`` (a file path, a name or a driver URL)."""
     #: True when :meth:`waiter` wakes promptly on a publish from any process.
     wakes_on_publish: ClassVar[bool] = False
 

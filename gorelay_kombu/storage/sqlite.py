@@ -212,6 +212,7 @@ class SQLiteStore(Store):
 
     kind = "sqlite"
     wakes_on_publish = True
+    options = frozenset({"synchronous", "busy_timeout"})
 
     def __init__(self, path: str, options: dict[str, Any] | None = None) -> None:
         self.synchronous, self.busy_timeout = _options(options or {})
