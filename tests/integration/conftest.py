@@ -3,12 +3,14 @@ from __future__ import annotations
 import pytest
 from kombu import Connection
 
-from tests.conftest import STORE_KINDS, store_url
+from tests.conftest import STORE_KINDS, cleanup, store_url
 
 
 @pytest.fixture(params=STORE_KINDS)
-def url(request, tmp_path) -> str:
-    return store_url(request.param, tmp_path)
+def url(request, tmp_path):
+    value = store_url(request.param, tmp_path)
+    yield value
+    cleanup(request.param, value)
 
 
 @pytest.fixture
