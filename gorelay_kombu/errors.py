@@ -57,3 +57,19 @@ class StoreUnavailable(StoreError):
 
 class MessageTooLarge(GoRelayError, ValueError):
     """A message is larger than ``max_message_bytes``; nothing was stored."""
+
+
+class StoreAccessError(StoreError, ConfigurationError):
+    """The store server refused this user: credentials or privileges."""
+
+
+class StoreAuthenticationError(StoreAccessError):
+    """The server rejected the user name or password in the URL."""
+
+
+class StorePermissionError(StoreAccessError):
+    """The user may connect but lacks a privilege the store needs (e.g. CREATE)."""
+
+
+class StoreKeyConflict(StoreError, ConfigurationError):
+    """A key under the store's prefix holds data gorelay did not write."""

@@ -88,11 +88,12 @@ class Store(abc.ABC):
     #: the store's own option names, accepted in transport_options and the URL query;
     #: the constructor is ``Store(location, options)`` (see storage.open_store)
     options: ClassVar[frozenset[str]] = frozenset()
-
-    def __init__(self, location: str, options: dict[str, Any] | None = None) -> None:
-        """Open the store at ``location`` (a file path, a name or a driver URL)."""
     #: True when :meth:`waiter` wakes promptly on a publish from any process.
     wakes_on_publish: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def __init__(self, location: str, options: dict[str, Any] | None = None) -> None:
+        """Open the store at ``location`` (a file path, a name or a driver URL)."""
 
     # -- queues ---------------------------------------------------------------
     @abc.abstractmethod

@@ -42,147 +42,8 @@ from ..errors import (
     StoreLocationError,
     StoreUnavailable,
 )
-from .base import DEAD, LEASED, READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
-
-SCHEMA_VERSION = 1
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS gorelay_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS gorelay_queues (
-    name TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    message_ttl REAL,
-    expires REAL,
-    last_used REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS gorelay_messages (
-    id INTEGER PRIMARY KEY,
-    queue TEXT NOT NULL,
-    lane INTEGER NOT NULL,
-    state INTEGER NOT NULL,
-    visible_at REAL NOT NULL,
-    owner TEXT,
-    deliveries INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    dead_reason TEXT,
-    expires_at REAL,
-    payload BLOB NOT NULL
-);
--- (queue, state, lane, id): ready heads in service order, sizes and purges.
-CREATE INDEX IF NOT EXISTS gorelay_messages_queue
-    ON gorelay_messages (queue, state, lane, id);
-CREATE INDEX IF NOT EXISTS gorelay_messages_timed
-    ON gorelay_messages (visible_at) WHERE state IN ({SCHEDULED}, {LEASED});
-CREATE INDEX IF NOT EXISTS gorelay_messages_expiring
-    ON gorelay_messages (expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS gorelay_exchanges (
-    name TEXT PRIMARY KEY,
-    type TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS gorelay_bindings (
-    exchange TEXT NOT NULL,
-    routing_key TEXT NOT NULL,
-    pattern TEXT,
-    queue TEXT NOT NULL,
-    PRIMARY KEY (exchange, routing_key, queue)
-);
-CREATE INDEX IF NOT EXISTS gorelay_bindings_queue ON gorelay_bindings (queue);
-CREATE TABLE IF NOT EXISTS gorelay_kv (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL,
-    expires_at REAL
-);
-"""
-
-SQL_GET_VERSION = "SELECT value FROM gorelay_meta WHERE key = 'schema_version'"
-SQL_SET_VERSION = "INSERT OR REPLACE INTO gorelay_meta (key, value) VALUES ('schema_version', ?)"
-SQL_DECLARE_QUEUE = (
-    "INSERT OR IGNORE INTO gorelay_queues (name, created_at, message_ttl, expires, last_used)"
-    " VALUES (?, ?, ?, ?, ?)"
-)
-SQL_TOUCH_QUEUE = "UPDATE gorelay_queues SET last_used = ? WHERE name = ? AND expires IS NOT NULL"
-SQL_IDLE_QUEUES = (
-    "SELECT name FROM gorelay_queues WHERE expires IS NOT NULL AND last_used + expires <= ?"
-)
-SQL_HAS_QUEUE = "SELECT 1 FROM gorelay_queues WHERE name = ?"
-SQL_DELETE_QUEUE = "DELETE FROM gorelay_queues WHERE name = ?"
-SQL_DELETE_QUEUE_MESSAGES = "DELETE FROM gorelay_messages WHERE queue = ?"
-SQL_DELETE_QUEUE_BINDINGS = "DELETE FROM gorelay_bindings WHERE queue = ?"
-# expires_at: the earlier of the message's own expiry and now + the queue's message TTL.
-SQL_PUT = (
-    "INSERT INTO gorelay_messages"
-    " (queue, lane, state, visible_at, created_at, payload, expires_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT CASE"
-    "   WHEN q.message_ttl IS NULL THEN ?7"
-    "   WHEN ?7 IS NULL THEN ?5 + q.message_ttl"
-    "   ELSE min(?7, ?5 + q.message_ttl) END"
-    "  FROM (SELECT (SELECT message_ttl FROM gorelay_queues WHERE name = ?1) AS message_ttl) q))"
-)
-SQL_ANY_READY = f"SELECT 1 FROM gorelay_messages WHERE state = {READY} AND queue = ? LIMIT 1"
-SQL_ANY_DUE = (
-    f"SELECT 1 FROM gorelay_messages WHERE state IN ({SCHEDULED}, {LEASED})"
-    " AND visible_at <= ? LIMIT 1"
-)
-SQL_ANY_EXPIRED = "SELECT 1 FROM gorelay_messages WHERE expires_at <= ? LIMIT 1"
-SQL_DROP_EXPIRED = (
-    f"DELETE FROM gorelay_messages WHERE expires_at <= ? AND state IN ({READY}, {SCHEDULED})"
-)
-SQL_RESTORE_DUE = (
-    f"UPDATE gorelay_messages SET state = {READY}, owner = NULL"
-    f" WHERE state IN ({SCHEDULED}, {LEASED}) AND visible_at <= ?"
-)
-SQL_READY_HEAD = (
-    f"SELECT id, lane FROM gorelay_messages WHERE state = {READY} AND queue = ?"
-    " ORDER BY lane, id LIMIT ?"
-)
-SQL_LEASE_HEAD = (
-    f"UPDATE gorelay_messages SET state = {LEASED}, visible_at = ?, owner = ?,"
-    " deliveries = deliveries + 1"
-    " WHERE id IN (SELECT id FROM gorelay_messages"
-    f"             WHERE state = {READY} AND queue = ? ORDER BY lane, id LIMIT ?)"
-    " RETURNING id, queue, lane, payload, deliveries"
-)
-SQL_LEASE_ONE = (
-    f"UPDATE gorelay_messages SET state = {LEASED}, visible_at = ?, owner = ?,"
-    f" deliveries = deliveries + 1 WHERE id = ? AND state = {READY}"
-    " RETURNING id, queue, lane, payload, deliveries"
-)
-SQL_ACK = "DELETE FROM gorelay_messages WHERE id = ?"
-SQL_RELEASE = (
-    f"UPDATE gorelay_messages SET state = {READY}, owner = NULL, visible_at = ?"
-    f" WHERE id = ? AND owner = ? AND state = {LEASED}"
-)
-SQL_RENEW = (
-    f"UPDATE gorelay_messages SET visible_at = ? WHERE id = ? AND owner = ? AND state = {LEASED}"
-)
-SQL_DEAD = (
-    f"UPDATE gorelay_messages SET state = {DEAD}, owner = NULL, dead_reason = ? WHERE id = ?"
-)
-SQL_DEAD_LETTERS = (
-    "SELECT id, dead_reason, payload FROM gorelay_messages"
-    f" WHERE queue = ? AND state = {DEAD} ORDER BY id"
-)
-SQL_SIZE = (
-    f"SELECT count(*) FROM gorelay_messages WHERE queue = ? AND state IN ({READY}, {SCHEDULED})"
-)
-SQL_PURGE = f"DELETE FROM gorelay_messages WHERE queue = ? AND state IN ({READY}, {SCHEDULED})"
-SQL_NEXT_DUE = (
-    f"SELECT min(visible_at) FROM gorelay_messages WHERE state IN ({SCHEDULED}, {LEASED})"
-)
-SQL_DECLARE_EXCHANGE = "INSERT OR IGNORE INTO gorelay_exchanges (name, type) VALUES (?, ?)"
-SQL_EXCHANGE_TYPE = "SELECT type FROM gorelay_exchanges WHERE name = ?"
-SQL_BIND = (
-    "INSERT OR IGNORE INTO gorelay_bindings (exchange, routing_key, pattern, queue)"
-    " VALUES (?, ?, ?, ?)"
-)
-SQL_UNBIND = "DELETE FROM gorelay_bindings WHERE exchange = ? AND routing_key = ? AND queue = ?"
-SQL_BINDINGS = "SELECT routing_key, pattern, queue FROM gorelay_bindings WHERE exchange = ?"
-SQL_KV_GET = "SELECT value, expires_at FROM gorelay_kv WHERE key = ?"
-SQL_KV_SET = "INSERT OR REPLACE INTO gorelay_kv (key, value, expires_at) VALUES (?, ?, ?)"
-SQL_KV_DELETE = "DELETE FROM gorelay_kv WHERE key = ?"
+from . import sqlite_sql as q
+from .base import READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 AUTOCHECKPOINT_PAGES = 20_000
@@ -306,19 +167,19 @@ class SQLiteStore(Store):
     def _setup(self, conn: sqlite3.Connection) -> None:
         with self._write(conn):
             try:
-                row = conn.execute(SQL_GET_VERSION).fetchone()
+                row = conn.execute(q.SQL_GET_VERSION).fetchone()
             except sqlite3.OperationalError:
                 row = None  # new file: no meta table yet
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > q.SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self.path!r} was written by a newer gorelay-kombu (schema version "
-                    f"{row[0]}, this release reads up to {SCHEMA_VERSION}). Upgrade "
+                    f"{row[0]}, this release reads up to {q.SCHEMA_VERSION}). Upgrade "
                     "gorelay-kombu (pip install -U gorelay-kombu) or use another file."
                 )
-            for statement in _statements():  # executescript would COMMIT early
+            for statement in q._statements():  # executescript would COMMIT early
                 conn.execute(statement)
             if row is None:
-                conn.execute(SQL_SET_VERSION, (str(SCHEMA_VERSION),))
+                conn.execute(q.SQL_SET_VERSION, (str(q.SCHEMA_VERSION),))
 
     def _wrap(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
@@ -393,20 +254,20 @@ class SQLiteStore(Store):
         self, queue: str, message_ttl: float | None = None, expires: float | None = None
     ) -> None:
         now = time.time()
-        if self._read(SQL_HAS_QUEUE, (queue,)):
+        if self._read(q.SQL_HAS_QUEUE, (queue,)):
             if expires is not None:
                 self.touch_queues([queue])
             return
         with self._write() as conn:
-            conn.execute(SQL_DECLARE_QUEUE, (queue, now, message_ttl, expires, now))
+            conn.execute(q.SQL_DECLARE_QUEUE, (queue, now, message_ttl, expires, now))
 
     def touch_queues(self, queues: Sequence[str]) -> None:
         now = time.time()
         with self._write() as conn:
-            conn.executemany(SQL_TOUCH_QUEUE, [(now, q) for q in queues])
+            conn.executemany(q.SQL_TOUCH_QUEUE, [(now, name) for name in queues])
 
     def expire_idle_queues(self) -> list[str]:
-        idle = [r[0] for r in self._read(SQL_IDLE_QUEUES, (time.time(),))]
+        idle = [r[0] for r in self._read(q.SQL_IDLE_QUEUES, (time.time(),))]
         if idle:
             with self._write() as conn:
                 for queue in idle:
@@ -415,7 +276,7 @@ class SQLiteStore(Store):
         return idle
 
     def has_queue(self, queue: str) -> bool:
-        return bool(self._read(SQL_HAS_QUEUE, (queue,)))
+        return bool(self._read(q.SQL_HAS_QUEUE, (queue,)))
 
     def delete_queue(self, queue: str) -> None:
         with self._write() as conn:
@@ -424,9 +285,9 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _delete_queue(conn: sqlite3.Connection, queue: str) -> None:
-        conn.execute(SQL_DELETE_QUEUE, (queue,))
-        conn.execute(SQL_DELETE_QUEUE_MESSAGES, (queue,))
-        conn.execute(SQL_DELETE_QUEUE_BINDINGS, (queue,))
+        conn.execute(q.SQL_DELETE_QUEUE, (queue,))
+        conn.execute(q.SQL_DELETE_QUEUE_MESSAGES, (queue,))
+        conn.execute(q.SQL_DELETE_QUEUE_BINDINGS, (queue,))
 
     def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
         """Group commit: publishers that arrive while another thread of this
@@ -437,7 +298,7 @@ class SQLiteStore(Store):
             try:  # nobody else is writing here: one autocommit INSERT is one commit
                 now = time.time()
                 try:
-                    cur = self._conn().execute(SQL_PUT, _put_params(messages[0], now))
+                    cur = self._conn().execute(q.SQL_PUT, _put_params(messages[0], now))
                 except sqlite3.Error as exc:
                     raise self._wrap(exc) from exc
                 ids = [int(cur.lastrowid or 0)]
@@ -463,7 +324,7 @@ class SQLiteStore(Store):
             with self._write() as conn:
                 for request in batch:
                     for m in request.messages:
-                        cur = conn.execute(SQL_PUT, _put_params(m, now))
+                        cur = conn.execute(q.SQL_PUT, _put_params(m, now))
                         request.ids.append(int(cur.lastrowid or 0))
         except BaseException as exc:
             for request in batch:
@@ -479,29 +340,29 @@ class SQLiteStore(Store):
             return []
         now = time.time()
         # Read first (WAL readers take no lock): an idle poll never writes.
-        due, expired, ready = self._read(_probe_sql(len(queues)), (now, now, *queues))[0]
+        due, expired, ready = self._read(q._probe_sql(len(queues)), (now, now, *queues))[0]
         if not due and not ready:
             if expired:
                 with self._write() as conn:
-                    conn.execute(SQL_DROP_EXPIRED, (now,))
+                    conn.execute(q.SQL_DROP_EXPIRED, (now,))
             return []
         until = now + lease
         with self._write() as conn:
             if due:
-                conn.execute(SQL_RESTORE_DUE, (now,))
+                conn.execute(q.SQL_RESTORE_DUE, (now,))
             if expired:
-                conn.execute(SQL_DROP_EXPIRED, (now,))
+                conn.execute(q.SQL_DROP_EXPIRED, (now,))
             if len(queues) == 1:
-                rows = conn.execute(SQL_LEASE_HEAD, (until, owner, queues[0], limit)).fetchall()
+                rows = conn.execute(q.SQL_LEASE_HEAD, (until, owner, queues[0], limit)).fetchall()
             else:
                 heads = []
-                for rank, q in enumerate(queues):
-                    for mid, lane in conn.execute(SQL_READY_HEAD, (q, limit)):
+                for rank, queue in enumerate(queues):
+                    for mid, lane in conn.execute(q.SQL_READY_HEAD, (queue, limit)):
                         heads.append((lane, rank, mid))
                 heads.sort()
                 rows = []
                 for _lane, _rank, mid in heads[:limit]:
-                    rows.extend(conn.execute(SQL_LEASE_ONE, (until, owner, mid)).fetchall())
+                    rows.extend(conn.execute(q.SQL_LEASE_ONE, (until, owner, mid)).fetchall())
         result = [Reserved(r[0], r[1], r[2], r[3], r[4]) for r in rows]
         result.sort(key=lambda m: (m.lane, m.id))
         return result
@@ -510,14 +371,14 @@ class SQLiteStore(Store):
         params = [(i,) for i in ids]
         if params:
             with self._write() as conn:
-                conn.executemany(SQL_ACK, params)
+                conn.executemany(q.SQL_ACK, params)
 
     def release(self, ids: Iterable[int], owner: str) -> None:
         now = time.time()
         params = [(now, i, owner) for i in ids]
         if params:
             with self._write() as conn:
-                conn.executemany(SQL_RELEASE, params)
+                conn.executemany(q.SQL_RELEASE, params)
             self._doorbell.ring()
 
     def renew(self, owner: str, lease: float, ids: Iterable[int]) -> int:
@@ -526,24 +387,24 @@ class SQLiteStore(Store):
         if not params:
             return 0
         with self._write() as conn:
-            return conn.executemany(SQL_RENEW, params).rowcount
+            return conn.executemany(q.SQL_RENEW, params).rowcount
 
     def dead_letter(self, message_id: int, reason: str) -> None:
         with self._write() as conn:
-            conn.execute(SQL_DEAD, (reason, message_id))
+            conn.execute(q.SQL_DEAD, (reason, message_id))
 
     def dead_letters(self, queue: str) -> list[tuple[int, str, bytes]]:
-        return [(r[0], r[1], r[2]) for r in self._read(SQL_DEAD_LETTERS, (queue,))]
+        return [(r[0], r[1], r[2]) for r in self._read(q.SQL_DEAD_LETTERS, (queue,))]
 
     def size(self, queue: str) -> int:
-        return int(self._read(SQL_SIZE, (queue,))[0][0])
+        return int(self._read(q.SQL_SIZE, (queue,))[0][0])
 
     def purge(self, queue: str) -> int:
         with self._write() as conn:
-            return conn.execute(SQL_PURGE, (queue,)).rowcount
+            return conn.execute(q.SQL_PURGE, (queue,)).rowcount
 
     def next_due(self) -> float | None:
-        value = self._read(SQL_NEXT_DUE)[0][0]
+        value = self._read(q.SQL_NEXT_DUE)[0][0]
         return None if value is None else float(value)
 
     def waiter(self) -> Waiter:
@@ -553,21 +414,21 @@ class SQLiteStore(Store):
     def declare_exchange(self, exchange: str, type: str) -> None:
         if self.exchange_type(exchange) is None:
             with self._write() as conn:
-                conn.execute(SQL_DECLARE_EXCHANGE, (exchange, type))
+                conn.execute(q.SQL_DECLARE_EXCHANGE, (exchange, type))
 
     def exchange_type(self, exchange: str) -> str | None:
-        rows = self._read(SQL_EXCHANGE_TYPE, (exchange,))
+        rows = self._read(q.SQL_EXCHANGE_TYPE, (exchange,))
         return rows[0][0] if rows else None
 
     def bind(self, exchange: str, routing_key: str, pattern: str | None, queue: str) -> None:
         with self._write() as conn:
-            changed = conn.execute(SQL_BIND, (exchange, routing_key, pattern, queue)).rowcount
+            changed = conn.execute(q.SQL_BIND, (exchange, routing_key, pattern, queue)).rowcount
         if changed:
             self._bindings_changed()
 
     def unbind(self, exchange: str, routing_key: str, queue: str) -> None:
         with self._write() as conn:
-            changed = conn.execute(SQL_UNBIND, (exchange, routing_key, queue)).rowcount
+            changed = conn.execute(q.SQL_UNBIND, (exchange, routing_key, queue)).rowcount
         if changed:
             self._bindings_changed()
 
@@ -583,7 +444,7 @@ class SQLiteStore(Store):
         cached = self._bindings_cache.get(exchange)
         if cached is not None and cached[0] == stamp and stamp:
             return cached[1]
-        table = [(r[0], r[1], r[2]) for r in self._read(SQL_BINDINGS, (exchange,))]
+        table = [(r[0], r[1], r[2]) for r in self._read(q.SQL_BINDINGS, (exchange,))]
         self._bindings_cache[exchange] = (stamp, table)
         return table
 
@@ -606,7 +467,7 @@ class SQLiteStore(Store):
 
     # -- key/value ------------------------------------------------------------
     def kv_get(self, key: str) -> bytes | None:
-        rows = self._read(SQL_KV_GET, (key,))
+        rows = self._read(q.SQL_KV_GET, (key,))
         if not rows:
             return None
         value, expires_at = rows[0]
@@ -617,11 +478,11 @@ class SQLiteStore(Store):
     def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         expires_at = None if ttl is None else time.time() + ttl
         with self._write() as conn:
-            conn.execute(SQL_KV_SET, (key, value, expires_at))
+            conn.execute(q.SQL_KV_SET, (key, value, expires_at))
 
     def kv_delete(self, key: str) -> None:
         with self._write() as conn:
-            conn.execute(SQL_KV_DELETE, (key,))
+            conn.execute(q.SQL_KV_DELETE, (key,))
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
@@ -637,20 +498,6 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
         self._doorbell.close()
-
-
-_PROBES: dict[int, str] = {}
-
-
-def _probe_sql(queue_count: int) -> str:
-    """One statement: (any due?, any expired?, any ready in these queues?)."""
-    sql = _PROBES.get(queue_count)
-    if sql is None:
-        ready = " OR ".join(f"EXISTS({SQL_ANY_READY})" for _ in range(queue_count))
-        sql = _PROBES[queue_count] = (
-            f"SELECT EXISTS({SQL_ANY_DUE}), EXISTS({SQL_ANY_EXPIRED}), {ready}"
-        )
-    return sql
 
 
 def _put_params(m: NewMessage, now: float) -> tuple[Any, ...]:
@@ -724,7 +571,3 @@ class _PutRequest:
         self.ids: list[int] = []
         self.error: BaseException | None = None
         self.finished = False
-
-
-def _statements() -> list[str]:
-    return [s.strip() for s in SCHEMA.split(";") if s.strip()]

@@ -7,23 +7,24 @@ import sqlite3
 import pytest
 
 from gorelay_kombu.storage import sqlite as sq
+from gorelay_kombu.storage import sqlite_sql as q
 from gorelay_kombu.storage.base import NewMessage
 
 HOT_QUERIES = {
-    "lease_head": (sq.SQL_LEASE_HEAD, (1.0, "o", "q", 10)),
-    "ready_head": (sq.SQL_READY_HEAD, ("q", 10)),
-    "any_ready": (sq.SQL_ANY_READY, ("q",)),
-    "any_due": (sq.SQL_ANY_DUE, (1.0,)),
-    "restore_due": (sq.SQL_RESTORE_DUE, (1.0,)),
-    "next_due": (sq.SQL_NEXT_DUE, ()),
-    "renew": (sq.SQL_RENEW, (1.0, 1, "o")),
-    "any_expired": (sq.SQL_ANY_EXPIRED, (1.0,)),
-    "drop_expired": (sq.SQL_DROP_EXPIRED, (1.0,)),
-    "release": (sq.SQL_RELEASE, (1.0, 1, "o")),
-    "ack": (sq.SQL_ACK, (1,)),
-    "size": (sq.SQL_SIZE, ("q",)),
-    "put": (sq.SQL_PUT, ("q", 1, 0, 1.0, 1.0, b"x", None)),
-    "probe": (sq._probe_sql(2), (1.0, 1.0, "a", "b")),
+    "lease_head": (q.SQL_LEASE_HEAD, (1.0, "o", "q", 10)),
+    "ready_head": (q.SQL_READY_HEAD, ("q", 10)),
+    "any_ready": (q.SQL_ANY_READY, ("q",)),
+    "any_due": (q.SQL_ANY_DUE, (1.0,)),
+    "restore_due": (q.SQL_RESTORE_DUE, (1.0,)),
+    "next_due": (q.SQL_NEXT_DUE, ()),
+    "renew": (q.SQL_RENEW, (1.0, 1, "o")),
+    "any_expired": (q.SQL_ANY_EXPIRED, (1.0,)),
+    "drop_expired": (q.SQL_DROP_EXPIRED, (1.0,)),
+    "release": (q.SQL_RELEASE, (1.0, 1, "o")),
+    "ack": (q.SQL_ACK, (1,)),
+    "size": (q.SQL_SIZE, ("q",)),
+    "put": (q.SQL_PUT, ("q", 1, 0, 1.0, 1.0, b"x", None)),
+    "probe": (q._probe_sql(2), (1.0, 1.0, "a", "b")),
 }
 
 
@@ -58,7 +59,7 @@ def test_schema_is_idempotent_and_versioned(tmp_path):
     assert second.size("q") == 1
     second.close()
     db = sqlite3.connect(path)
-    assert db.execute(sq.SQL_GET_VERSION).fetchone()[0] == str(sq.SCHEMA_VERSION)
+    assert db.execute(q.SQL_GET_VERSION).fetchone()[0] == str(q.SCHEMA_VERSION)
     db.close()
 
 

@@ -1,0 +1,278 @@
+"""The Lua scripts of the Redis store, one atomic script per state change.
+
+Per-queue scripts receive the same thirteen KEYS (see ``QUEUE_KEYS``), all
+carrying the queue's hash tag ``{queue}``, so each runs on one cluster slot.
+Message ids inside a queue are the queue's own sequence numbers (``seq``);
+the store combines them with the queue's number into the public id.
+Times are epoch seconds from the calling process (``ARGV``), as in SQLite.
+
+Global scripts touch only keys tagged ``{%}`` (one slot).
+"""
+
+from __future__ import annotations
+
+#: suffixes of the per-queue keys, in KEYS order (1-based in Lua)
+QUEUE_KEYS = (
+    "r0", "r1", "r2",  # 1-3  ready ids per lane (high, normal, low), zset scored by seq: FIFO
+    "sc",              # 4    scheduled (ETA) ids, zset scored by visible_at
+    "ls",              # 5    leased ids, zset scored by lease expiry
+    "ex",              # 6    ids with an expiry, zset scored by expires_at
+    "ln",              # 7    hash seq -> lane
+    "dv",              # 8    hash seq -> deliveries
+    "ow",              # 9    hash seq -> lease owner
+    "m",               # 10   hash seq -> payload
+    "dd",              # 11   dead ids, zset scored by seq
+    "dr",              # 12   hash seq -> dead reason
+    "meta",            # 13   hash: d (declared), t (message_ttl seconds)
+    "seq",             # 14   string: last seq (kept a day after a delete: ids never repeat)
+)
+
+_PRELUDE = """
+local R = {KEYS[1], KEYS[2], KEYS[3]}
+local SC, LS, EX, LN, DV, OW = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local M, DD, DR, META, SEQ = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local function lane_key(id)
+  local lane = redis.call('HGET', LN, id)
+  if lane then return R[tonumber(lane) + 1] end
+  return nil
+end
+local function forget(id)
+  local key = lane_key(id)
+  if key then redis.call('ZREM', key, id) end
+  redis.call('ZREM', SC, id)
+  redis.call('ZREM', LS, id)
+  redis.call('ZREM', EX, id)
+  redis.call('ZREM', DD, id)
+  redis.call('HDEL', M, id)
+  redis.call('HDEL', LN, id)
+  redis.call('HDEL', DV, id)
+  redis.call('HDEL', OW, id)
+  redis.call('HDEL', DR, id)
+end
+-- due ETA messages and expired leases turn ready; then waiting messages
+-- past their expiry are dropped (leased and dead ones are kept).
+local function restore(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', SC, '-inf', now, 'LIMIT', 0, 1000)) do
+    redis.call('ZREM', SC, id)
+    redis.call('ZADD', lane_key(id), id, id)
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', LS, '-inf', now, 'LIMIT', 0, 1000)) do
+    redis.call('ZREM', LS, id)
+    redis.call('HDEL', OW, id)
+    redis.call('ZADD', lane_key(id), id, id)
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', EX, '-inf', now, 'LIMIT', 0, 1000)) do
+    if not redis.call('ZSCORE', LS, id) and not redis.call('ZSCORE', DD, id) then
+      forget(id)
+    end
+  end
+end
+"""
+
+# put: store messages of one queue; publish one wake-up.
+# KEYS: QUEUE_KEYS.  Reads META.t, writes SEQ, M, LN, r<lane> or SC, EX.
+# ARGV: now, wake channel, then per message: lane, visible_at, expires_at or '', payload.
+# Returns the new seqs in order.
+PUT = _PRELUDE + """
+local now = tonumber(ARGV[1])
+local ttl = redis.call('HGET', META, 't')
+redis.call('PERSIST', SEQ)
+local out = {}
+for i = 3, #ARGV, 4 do
+  local id = redis.call('INCR', SEQ)
+  local lane = tonumber(ARGV[i])
+  local vis = tonumber(ARGV[i + 1])
+  redis.call('HSET', M, id, ARGV[i + 3])
+  redis.call('HSET', LN, id, lane)
+  if vis > now then
+    redis.call('ZADD', SC, vis, id)
+  else
+    redis.call('ZADD', R[lane + 1], id, id)
+  end
+  local e = nil
+  if ARGV[i + 2] ~= '' then e = tonumber(ARGV[i + 2]) end
+  if ttl then
+    local t = now + tonumber(ttl)
+    if (not e) or t < e then e = t end
+  end
+  if e then redis.call('ZADD', EX, e, id) end
+  out[#out + 1] = id
+end
+redis.call('PUBLISH', ARGV[2], '1')
+return out
+"""
+
+# reserve: restore, then lease ready heads high lane first, FIFO per lane.
+# KEYS: QUEUE_KEYS.  Writes SC, LS, EX, r0-r2, OW, DV (and forgets dropped messages).
+# ARGV: now, lease until, owner, limit, quota per lane (3).  limit 0: probe only,
+# returning the ready count of each lane.  Returns seq, lane, deliveries, payload, ...
+RESERVE = _PRELUDE + """
+restore(ARGV[1])
+local limit = tonumber(ARGV[4])
+if limit == 0 then
+  return {redis.call('ZCARD', R[1]), redis.call('ZCARD', R[2]), redis.call('ZCARD', R[3])}
+end
+local out, n = {}, 0
+for lane = 0, 2 do
+  local want = math.min(tonumber(ARGV[5 + lane]), limit - n)
+  if want > 0 then
+    local popped = redis.call('ZPOPMIN', R[lane + 1], want)
+    for j = 1, #popped, 2 do
+      local id = popped[j]
+      redis.call('ZADD', LS, ARGV[2], id)
+      redis.call('HSET', OW, id, ARGV[3])
+      out[#out + 1] = id
+      out[#out + 1] = lane
+      out[#out + 1] = redis.call('HINCRBY', DV, id, 1)
+      out[#out + 1] = redis.call('HGET', M, id) or ''
+      n = n + 1
+    end
+  end
+end
+return out
+"""
+
+# ack: delete messages in any state.  KEYS: QUEUE_KEYS (all but META, SEQ).  ARGV: seqs.
+ACK = _PRELUDE + """
+for _, id in ipairs(ARGV) do forget(id) end
+return #ARGV
+"""
+
+# release: leases still held by owner turn ready at their FIFO place; wake consumers.
+# KEYS: QUEUE_KEYS (LS, OW, LN, r0-r2).  ARGV: owner, wake channel, seqs.
+RELEASE = _PRELUDE + """
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', OW, id) == ARGV[1] and redis.call('ZSCORE', LS, id) then
+    redis.call('ZREM', LS, id)
+    redis.call('HDEL', OW, id)
+    redis.call('ZADD', lane_key(id), id, id)
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('PUBLISH', ARGV[2], '1') end
+return n
+"""
+
+# renew: extend leases owner still holds.  KEYS: QUEUE_KEYS (LS, OW).
+# ARGV: owner, until, seqs.  Returns how many were renewed.
+RENEW = _PRELUDE + """
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', OW, id) == ARGV[1] and redis.call('ZSCORE', LS, id) then
+    redis.call('ZADD', LS, 'XX', ARGV[2], id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# dead: a stored message leaves every live set and joins DD with its reason.
+# KEYS: QUEUE_KEYS (r0-r2, SC, LS, EX, OW, DD, DR).  ARGV: seq, reason.
+DEAD = _PRELUDE + """
+local id = ARGV[1]
+if redis.call('HEXISTS', M, id) == 0 then return 0 end
+local key = lane_key(id)
+if key then redis.call('ZREM', key, id) end
+redis.call('ZREM', SC, id)
+redis.call('ZREM', LS, id)
+redis.call('ZREM', EX, id)
+redis.call('HDEL', OW, id)
+redis.call('ZADD', DD, id, id)
+redis.call('HSET', DR, id, ARGV[2])
+return 1
+"""
+
+# purge: forget ready and scheduled messages; leased and dead ones stay.
+# KEYS: QUEUE_KEYS.  Returns the count.
+PURGE = _PRELUDE + """
+local n = 0
+for _, key in ipairs({R[1], R[2], R[3], SC}) do
+  for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    forget(id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# declare: mark the queue declared; the first message_ttl wins.
+# KEYS: QUEUE_KEYS (META).  ARGV: message_ttl or ''.  Returns 1 when newly declared.
+DECLARE = """
+if redis.call('HSETNX', KEYS[13], 'd', '1') == 0 then return 0 end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[13], 't', ARGV[1]) end
+return 1
+"""
+
+# drop: delete every key of the queue; SEQ lives on for a day so ids never repeat.
+# KEYS: QUEUE_KEYS.
+DROP = """
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
+           KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13])
+if redis.call('EXISTS', KEYS[14]) == 1 then redis.call('EXPIRE', KEYS[14], 86400) end
+return 1
+"""
+
+# -- global scripts: keys tagged {%} --------------------------------------------------
+
+# number: the queue's number (allocated once, never reused).
+# KEYS: qno (hash queue -> n), qname (hash n -> queue), qseq (counter).  ARGV: queue.
+NUMBER = """
+local n = redis.call('HGET', KEYS[1], ARGV[1])
+if n then return tonumber(n) end
+n = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], ARGV[1], n)
+redis.call('HSET', KEYS[2], n, ARGV[1])
+return n
+"""
+
+# register: record a declared queue; a new queue's expires wins, an old one is touched.
+# KEYS: queues (set), qexp (hash queue -> expires seconds), idle (zset queue -> deadline).
+# ARGV: queue, created (0/1), expires or '', now.
+REGISTER = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if ARGV[3] == '' then return 0 end
+if ARGV[2] == '1' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+local e = redis.call('HGET', KEYS[2], ARGV[1])
+if e then redis.call('ZADD', KEYS[3], tonumber(ARGV[4]) + tonumber(e), ARGV[1]) end
+return 1
+"""
+
+# touch: push back the idle deadline of queues declared with expires.
+# KEYS: qexp, idle.  ARGV: now, queues.
+TOUCH = """
+for i = 2, #ARGV do
+  local e = redis.call('HGET', KEYS[1], ARGV[i])
+  if e then redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(e), ARGV[i]) end
+end
+return 0
+"""
+
+# unregister: forget queues and their bindings (idle ones when ARGV[2] is '', else the
+# queues named from ARGV[3] on).  Returns the queues forgotten.
+# KEYS: queues, qexp, idle.  Also the {%} keys derived from ARGV[1] (the global key
+# stem): <stem>bq:<queue> (set of [exchange, routing_key] JSON) and
+# <stem>b:<exchange> (hash [routing_key, queue] JSON -> pattern JSON).
+UNREGISTER = """
+local stem = ARGV[1]
+local names = {}
+if ARGV[2] == '' then
+  names = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+else
+  for i = 3, #ARGV do names[#names + 1] = ARGV[i] end
+end
+for _, q in ipairs(names) do
+  redis.call('SREM', KEYS[1], q)
+  redis.call('HDEL', KEYS[2], q)
+  redis.call('ZREM', KEYS[3], q)
+  local bq = stem .. 'bq:' .. q
+  for _, member in ipairs(redis.call('SMEMBERS', bq)) do
+    local pair = cjson.decode(member)
+    redis.call('HDEL', stem .. 'b:' .. pair[1], cjson.encode({pair[2], q}))
+  end
+  redis.call('DEL', bq)
+end
+return names
+"""
