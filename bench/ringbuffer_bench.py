@@ -151,7 +151,6 @@ def structures(with_candidates: bool) -> dict[str, Callable[[int], Any]]:
         import ringbuffer_candidates as cand
 
         found["cand:IndexRing"] = cand.IndexRing
-        found["cand:DequeLaneRing"] = cand.DequeLaneRing
     return found
 
 
