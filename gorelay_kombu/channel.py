@@ -142,28 +142,47 @@ class Channel(virtual.Channel):
             message["properties"]["priority"] = priority
         return message
 
-    def _encode(self, queue: str, message: dict[str, Any]) -> NewMessage:
+    def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str,
+                      **kwargs: Any) -> None:
+        """Route a direct exchange (every Celery task) from the cached bindings.
+
+        Topic and fanout exchanges go through kombu's exchange types; an
+        unmatched direct message falls back to kombu's dead-letter rules.
+        """
+        if not exchange or self.typeof(exchange).type != "direct":
+            return super().basic_publish(message, exchange, routing_key, **kwargs)
+        self._inplace_augment_message(message, exchange, routing_key)
+        queues = sorted({q for rk, _, q in self.get_table(exchange) if rk == routing_key})
+        if not queues:
+            queues = sorted(q for q in self._lookup(exchange, routing_key) if q)
+        if queues:
+            self._store(queues, message)
+        return None
+
+    def _store(self, queues: list[str], message: dict[str, Any]) -> None:
+        """Store one message in ``queues`` in one commit (encoded once)."""
         payload = _dumps(message)
         limit = self.connection.max_message_bytes
         if len(payload) > limit:
             raise MessageTooLarge(
-                f"A message of {len(payload)} bytes for queue {queue!r} exceeds "
+                f"A message of {len(payload)} bytes for {', '.join(queues)} exceeds "
                 f"max_message_bytes={limit}. Store large data elsewhere and pass a reference, "
                 "or raise max_message_bytes in broker_transport_options. Nothing was stored."
             )
         properties = message["properties"]
         lane = lane_for_priority(properties.get("priority"))
-        return NewMessage(queue, payload, lane, _visible_at(message),
-                          _expires_at(properties.get("expiration")))
+        visible_at = _visible_at(message)
+        expires_at = _expires_at(properties.get("expiration"))
+        self.store.put_many([NewMessage(q, payload, lane, visible_at, expires_at) for q in queues])
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        self.store.put(self._encode(queue, message))
+        self._store([queue], message)
 
     def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str,
                     **kwargs: Any) -> None:
         queues = sorted({q for _, _, q in self.store.bindings(exchange)})
         if queues:
-            self.store.put_many([self._encode(q, message) for q in queues])
+            self._store(queues, message)
 
     # -- queues and bindings --------------------------------------------------
     def prepare_queue_arguments(self, arguments: Any, **kwargs: Any) -> Any:
