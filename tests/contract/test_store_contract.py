@@ -99,13 +99,13 @@ def test_expired_lease_is_delivered_again(store):
 
 def test_renew_keeps_the_lease(store):
     mid = put(store, "q", "m")
-    store.reserve(["q"], 1, "w1", 0.4)
-    for _ in range(4):
-        time.sleep(0.2)
-        assert store.renew("w1", 0.4, [mid]) == 1
+    store.reserve(["q"], 1, "w1", 1.0)
+    for _ in range(4):  # 1.2 s in all, past the first lease
+        time.sleep(0.3)
+        assert store.renew("w1", 1.0, [mid]) == 1
     assert store.reserve(["q"], 1, "w2", 30) == []
-    assert store.renew("nobody", 0.4, [mid]) == 0
-    assert store.renew("w1", 0.4, []) == 0
+    assert store.renew("nobody", 1.0, [mid]) == 0
+    assert store.renew("w1", 1.0, []) == 0
 
 
 def test_scheduled_message_is_invisible_until_due(store):

@@ -121,11 +121,11 @@ def test_eta_message_is_invisible_until_due(connect, queue):
 
 
 def test_lease_renewal_prevents_a_second_delivery(connect, queue):
-    holder = connect(visibility_timeout=0.3)
+    holder = connect(visibility_timeout=1.0)  # renewed every third of a second
     publish(holder, queue, ["long task"])
     _, messages = drain(holder, [queue], 1, ack=False)
-    other = connect(visibility_timeout=0.3)
-    assert nothing_left(other, queue, wait=1.2)  # four lease lengths
+    other = connect(visibility_timeout=1.0)
+    assert nothing_left(other, queue, wait=2.5)  # two and a half lease lengths
     messages[0].ack()
     time.sleep(0.1)
     assert nothing_left(other, queue, wait=0.5)
