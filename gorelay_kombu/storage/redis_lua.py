@@ -253,8 +253,8 @@ return 0
 # unregister: forget queues and their bindings (idle ones when ARGV[2] is '', else the
 # queues named from ARGV[3] on).  Returns the queues forgotten.
 # KEYS: queues, qexp, idle.  Also the {%} keys derived from ARGV[1] (the global key
-# stem): <stem>bq:<queue> (set of [exchange, routing_key] JSON) and
-# <stem>b:<exchange> (hash [routing_key, queue] JSON -> pattern JSON).
+# stem): <stem>bq:<queue> (set of JSON [exchange, field]) and <stem>b:<exchange>
+# (hash field JSON [routing_key, queue] -> JSON pattern).
 UNREGISTER = """
 local stem = ARGV[1]
 local names = {}
@@ -270,7 +270,7 @@ for _, q in ipairs(names) do
   local bq = stem .. 'bq:' .. q
   for _, member in ipairs(redis.call('SMEMBERS', bq)) do
     local pair = cjson.decode(member)
-    redis.call('HDEL', stem .. 'b:' .. pair[1], cjson.encode({pair[2], q}))
+    redis.call('HDEL', stem .. 'b:' .. pair[1], pair[2])
   end
   redis.call('DEL', bq)
 end
