@@ -17,8 +17,12 @@ from .errors import (
     MessageTooLarge,
     NotAStoreError,
     SchemaVersionError,
+    StoreAccessError,
+    StoreAuthenticationError,
     StoreError,
+    StoreKeyConflict,
     StoreLocationError,
+    StorePermissionError,
     StoreUnavailable,
     UnsupportedStore,
 )
@@ -43,6 +47,7 @@ register()
 
 __all__ = [
     "ConfigurationError", "GoRelayError", "InvalidOption", "InvalidURL", "MessageTooLarge",
-    "NotAStoreError", "SchemaVersionError", "StoreError", "StoreLocationError",
+    "NotAStoreError", "SchemaVersionError", "StoreAccessError", "StoreAuthenticationError",
+    "StoreError", "StoreKeyConflict", "StoreLocationError", "StorePermissionError",
     "StoreUnavailable", "UnsupportedStore", "register", "__version__",
 ]

@@ -1,0 +1,16 @@
+"""The acceptance app on the PostgreSQL store: ``celery -A postgres_accept_app worker``.
+
+The tasks are :mod:`acceptance_app`'s; only the broker changes, to
+``GORELAY_ACCEPT_POSTGRES_URL`` (a ``gorelay+postgresql://`` URL with its own schema).
+"""
+
+from __future__ import annotations
+
+import os
+
+import acceptance_app
+from acceptance_app import app
+
+app.conf.broker_url = os.environ["GORELAY_ACCEPT_POSTGRES_URL"]
+
+__all__ = ["acceptance_app", "app"]
