@@ -23,6 +23,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from dataclasses import replace
 from datetime import datetime
 from queue import Empty
 from typing import TYPE_CHECKING, Any
@@ -144,7 +145,7 @@ class Channel(virtual.Channel):
 
     def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str,
                       **kwargs: Any) -> None:
-        """Route a direct exchange (every Celery task) from the cached bindings.
+        """Route a direct exchange (every Celery task) in the store, in one step.
 
         Topic and fanout exchanges go through kombu's exchange types; an
         unmatched direct message falls back to kombu's dead-letter rules.
@@ -152,28 +153,29 @@ class Channel(virtual.Channel):
         if not exchange or self.typeof(exchange).type != "direct":
             return super().basic_publish(message, exchange, routing_key, **kwargs)
         self._inplace_augment_message(message, exchange, routing_key)
-        queues = sorted({q for rk, _, q in self.get_table(exchange) if rk == routing_key})
-        if not queues:
+        if not self.store.put_routed(exchange, routing_key, self._encode("", message)):
             queues = sorted(q for q in self._lookup(exchange, routing_key) if q)
-        if queues:
-            self._store(queues, message)
+            if queues:
+                self._store(queues, message)
         return None
 
-    def _store(self, queues: list[str], message: dict[str, Any]) -> None:
-        """Store one message in ``queues`` in one commit (encoded once)."""
+    def _encode(self, queue: str, message: dict[str, Any]) -> NewMessage:
         payload = _dumps(message)
         limit = self.connection.max_message_bytes
         if len(payload) > limit:
             raise MessageTooLarge(
-                f"A message of {len(payload)} bytes for {', '.join(queues)} exceeds "
-                f"max_message_bytes={limit}. Store large data elsewhere and pass a reference, "
-                "or raise max_message_bytes in broker_transport_options. Nothing was stored."
+                f"A message of {len(payload)} bytes exceeds max_message_bytes={limit}. "
+                "Store large data elsewhere and pass a reference, or raise "
+                "max_message_bytes in broker_transport_options. Nothing was stored."
             )
         properties = message["properties"]
-        lane = lane_for_priority(properties.get("priority"))
-        visible_at = _visible_at(message)
-        expires_at = _expires_at(properties.get("expiration"))
-        self.store.put_many([NewMessage(q, payload, lane, visible_at, expires_at) for q in queues])
+        return NewMessage(queue, payload, lane_for_priority(properties.get("priority")),
+                          _visible_at(message), _expires_at(properties.get("expiration")))
+
+    def _store(self, queues: list[str], message: dict[str, Any]) -> None:
+        """Store one message in ``queues`` in one commit (encoded once)."""
+        encoded = self._encode("", message)
+        self.store.put_many([replace(encoded, queue=q) for q in queues])
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         self._store([queue], message)

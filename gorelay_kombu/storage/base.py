@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ..priority import NORMAL
@@ -143,6 +143,19 @@ class Store(abc.ABC):
     def put(self, message: NewMessage) -> int:
         """Store one message; see :meth:`put_many`."""
         return self.put_many([message])[0]
+
+    def put_routed(self, exchange: str, routing_key: str, message: NewMessage) -> int:
+        """Store ``message`` in every queue bound to ``exchange`` with exactly
+        ``routing_key`` (direct routing), in one commit; return how many queues.
+
+        ``message.queue`` is ignored.  This default reads :meth:`bindings`
+        first; server stores override it to route and insert in one round
+        trip, so publishing never works from a stale copy of the bindings.
+        """
+        queues = sorted({q for rk, _, q in self.bindings(exchange) if rk == routing_key})
+        if queues:
+            self.put_many([replace(message, queue=q) for q in queues])
+        return len(queues)
 
     @abc.abstractmethod
     def reserve(

@@ -314,3 +314,15 @@ def test_concurrent_publishers_all_commit(store):
     assert errors == []
     assert len(set(ids)) == 400
     assert store.size("q") == 400
+
+
+def test_put_routed_follows_direct_bindings(store):
+    store.bind("tasks", "email", None, "mail-a")
+    store.bind("tasks", "email", None, "mail-b")
+    store.bind("tasks", "report", None, "reports")
+    assert store.put_routed("tasks", "email", NewMessage("", b"hello", HIGH)) == 2
+    assert store.put_routed("tasks", "nobody", NewMessage("", b"lost")) == 0
+    assert bodies(store.reserve(["mail-a"], 10, "w", 30)) == ["hello"]
+    [copy] = store.reserve(["mail-b"], 10, "w", 30)
+    assert copy.payload == b"hello" and copy.lane == HIGH
+    assert store.size("reports") == 0
