@@ -182,6 +182,7 @@ class Channel(virtual.Channel):
 
     def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str,
                     **kwargs: Any) -> None:
+        self.store.expire_idle_queues()  # broadcasts skip queues past their x-expires
         queues = sorted({q for _, _, q in self.store.bindings(exchange)})
         if queues:
             self._store(queues, message)
@@ -196,6 +197,10 @@ class Channel(virtual.Channel):
         expires = _seconds(arguments.get("x-expires"))
         if expires is not None:
             self._expiring_queues.add(queue)
+            # A queue past its x-expires is gone, as on an AMQP broker, even if no
+            # consumer process was running to expire it: never revive its messages
+            # (a dead worker's pidbox must not replay old control commands).
+            self.store.expire_idle_queues()
         self.store.declare_queue(
             queue, message_ttl=_seconds(arguments.get("x-message-ttl")), expires=expires
         )

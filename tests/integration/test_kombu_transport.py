@@ -228,3 +228,19 @@ def test_message_expiration_property(connect, queue):
     publish(conn, queue, ["lasting"])
     time.sleep(0.3)
     assert drain(conn, [queue], 2, timeout=0.5)[0] == ["lasting"]
+
+
+def test_expired_control_queue_gets_no_broadcast_and_comes_back_empty(connect):
+    # Celery's pidbox queue has x-expires: after its worker is gone (and no
+    # other consumer ran to expire it), a broadcast must not be kept for it,
+    # and the worker's next start must not replay old commands.
+    exchange = Exchange("celery.pidbox", "fanout")
+    pidbox = Queue("w1.celery.pidbox", exchange, expires=0.3)
+    worker = connect()
+    pidbox(worker.default_channel).declare()
+    worker.release()
+    time.sleep(0.5)
+    client = connect()
+    Producer(client).publish({"method": "shutdown"}, exchange=exchange, routing_key="")
+    restarted = connect()
+    assert nothing_left(restarted, pidbox, wait=0.5)
