@@ -5,13 +5,17 @@ is measured in the same run, phase by phase, so that only the ratios between
 brokers are read: the machine is small and shared.  No result backend is used.
 
 Phases, per broker (``gorelay+sqlite`` on a fresh temp file, Redis db 13,
-flushed before and after, RabbitMQ on a unique queue and exchange deleted
-afterwards; a broker whose server does not answer is skipped with a note):
+flushed before and after, ``gorelay-redis`` = ``gorelay+redis://`` on Redis db 11
+under a fresh key prefix whose keys are deleted afterwards (never flushed),
+RabbitMQ on a unique queue and exchange deleted afterwards, ``gorelay-postgres``
+= ``gorelay+postgresql://`` in a fresh schema dropped afterwards; a broker whose
+server does not answer is skipped with a note; ``--brokers`` picks them):
 
 1. **drain** (``--rounds`` times, brokers interleaved, median round reported):
    publish ``--tasks`` no-op tasks, then start a real
    ``celery -A benchapp worker -P threads -c 4 --without-gossip
-   --without-mingle --without-heartbeat -l warning`` subprocess; the rate is
+   --without-mingle --without-heartbeat -l warning`` subprocess (``--workers``
+   of them, default 1, all on the same queue); the rate is
    tasks / (last of the first N task ends - first task start).  Then the
    **RSS** of the worker's process tree (sum of ``VmRSS``) is read, before the
    worker is stopped.
@@ -28,7 +32,8 @@ How completion is observed (see ``bench/benchapp.py``): each task appends one
 ``O_APPEND``; the harness polls the file's size every 20 ms and reads the
 timestamps at the end, so the poll rate does not limit the precision.
 
-Targets checked: drain gorelay/redis and gorelay/amqp >= 1.0; gorelay idle
+Targets checked: drain gorelay/redis and gorelay/amqp >= 1.0, drain
+gorelay-redis/redis >= 1.2 (issue 4); gorelay idle
 CPU < 2 % of one core; gorelay pickup "a few ms", read as p50 <= 5 ms and
 p99 <= 10 ms.
 
@@ -65,7 +70,13 @@ import benchapp  # noqa: E402
 import benchproc  # noqa: E402
 from benchproc import RESULTS, Worker, read_records  # noqa: E402
 
-URLS = {"redis": "redis://127.0.0.1:6379/13", "amqp": "amqp://guest:guest@127.0.0.1:5672//"}
+URLS = {"redis": "redis://127.0.0.1:6379/13", "amqp": "amqp://guest:guest@127.0.0.1:5672//",
+        "gorelay-redis": "gorelay+redis://127.0.0.1:6379/11",
+        "gorelay-postgres": "gorelay+postgresql://postgres@127.0.0.1:5432/test"}
+BROKERS = ("gorelay", "redis", "amqp", "gorelay-redis", "gorelay-postgres")
+#: (broker, peer, target) drain ratios the report checks
+DRAIN_TARGETS = (("gorelay", "redis", 1.0), ("gorelay", "amqp", 1.0),
+                 ("gorelay-redis", "redis", 1.2), ("gorelay-postgres", "redis", 1.0))
 
 
 # -- brokers --------------------------------------------------------------------
@@ -92,6 +103,20 @@ def broker(name: str, workdir: Path):
             shutil.rmtree(doorbell_dir(str(path)), ignore_errors=True)
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
+    elif name == "gorelay-redis":
+        prefix = f"gorelay-bench-{uuid.uuid4().hex[:8]}:"
+        base = URLS["gorelay-redis"]
+        try:
+            yield f"{base}{'&' if '?' in base else '?'}key_prefix={prefix}", queue
+        finally:
+            delete_prefix(base, prefix)
+    elif name == "gorelay-postgres":
+        schema = f"gorelay_bench_{uuid.uuid4().hex[:10]}"
+        base = URLS["gorelay-postgres"]
+        try:
+            yield f"{base}{'&' if '?' in base else '?'}schema={schema}", queue
+        finally:
+            drop_postgres_schema(base, schema)
     elif name == "redis":
         import redis
 
@@ -112,6 +137,65 @@ def broker(name: str, workdir: Path):
                 channel = conn.channel()
                 channel.queue_delete(queue)
                 channel.exchange_delete(queue)
+
+
+def _redis_admin(url: str):
+    import redis
+
+    return redis.Redis.from_url(url.removeprefix("gorelay+").split("?", 1)[0])
+
+
+def delete_prefix(url: str, prefix: str) -> int:
+    """Delete the keys under ``prefix`` (a gorelay+redis run's own; no FLUSHDB)."""
+    client = _redis_admin(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def gorelay_redis_leftovers(url: str, queue: str) -> dict[str, int]:
+    """Messages left in a gorelay+redis queue, by state (after the worker stopped)."""
+    from gorelay_kombu.storage.redis import RedisStore
+
+    store = RedisStore(url.split("?", 1)[0].removeprefix("gorelay+"),
+                       {"key_prefix": url.split("key_prefix=", 1)[1].split("&", 1)[0]})
+    try:
+        keys = store._keys(queue)
+        client = store._client()
+        counts = {"ready": sum(client.zcard(k) for k in keys[:3]),
+                  "scheduled": client.zcard(keys[3]), "leased": client.zcard(keys[4])}
+    finally:
+        store.close()
+    return {state: n for state, n in counts.items() if n}
+
+
+def _postgres_admin(url: str):
+    import psycopg
+
+    return psycopg.connect(url.removeprefix("gorelay+").split("?", 1)[0], autocommit=True)
+
+
+def drop_postgres_schema(url: str, schema: str) -> None:
+    """Drop a gorelay+postgresql run's own schema (never anything else)."""
+    from psycopg import sql
+
+    with _postgres_admin(url) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def gorelay_postgres_leftovers(url: str) -> dict[str, int]:
+    """Messages left in a gorelay+postgresql schema, by state (after the workers stopped)."""
+    from psycopg import sql
+
+    schema = url.split("schema=", 1)[1].split("&", 1)[0]
+    with _postgres_admin(url) as conn:
+        rows = conn.execute(sql.SQL("SELECT state, count(*) FROM {}.messages GROUP BY state")
+                            .format(sql.Identifier(schema))).fetchall()
+    return {str(state): count for state, count in rows}
 
 
 def gorelay_leftovers(url: str) -> dict[str, int]:
@@ -137,12 +221,21 @@ def drain_phase(name: str, args: argparse.Namespace, workdir: Path) -> dict:
             publish_rate = n / (time.perf_counter() - t0)
         finally:
             app.close()
-        with Worker(f"{name}-drain", url, queue, workdir) as worker, \
-                benchproc.py_spy(args.py_spy, worker.pid, f"{name}-drain"):
+        with contextlib.ExitStack() as stack:  # --workers processes, one records file
+            labels = [f"{name}-drain"] + [f"{name}-drain{i}" for i in range(2, args.workers + 1)]
+            workers = [stack.enter_context(Worker(label, url, queue, workdir))
+                       for label in labels]
+            worker = workers[0]
+            stack.enter_context(benchproc.py_spy(args.py_spy, worker.pid, f"{name}-drain"))
             records = worker.records(worker.out, n, timeout=max(120.0, n / 20))
-            rss = benchproc.tree_rss_bytes(worker.pid)
+            for other in workers[1:]:
+                other.check_alive()
+            rss = sum(benchproc.tree_rss_bytes(w.pid) for w in workers)
         executed = len(read_records(worker.out))  # > n would mean duplicates
-        leftovers = gorelay_leftovers(url) if name == "gorelay" else None
+        leftovers = (gorelay_leftovers(url) if name == "gorelay"
+                     else gorelay_redis_leftovers(url, queue) if name == "gorelay-redis"
+                     else gorelay_postgres_leftovers(url) if name == "gorelay-postgres"
+                     else None)
     first_start = min(start for start, _ in records)
     nth_end = sorted(end for _, end in records)[n - 1]
     return {"tasks": n, "executed": executed, "publish_per_s": publish_rate,
@@ -194,18 +287,20 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 def report(results: dict, args: argparse.Namespace) -> str:
     drain, idle, parts, targets = results["drain"], results["idle"], [], []
     if drain:
-        parts.append(f"### Drain ({args.tasks} no-op tasks, -P threads -c 4)\n\n" + table(
+        workers = "" if args.workers == 1 else f", {args.workers} worker processes"
+        parts.append(f"### Drain ({args.tasks} no-op tasks, -P threads -c 4{workers})\n\n"
+                     + table(
             ["broker", "executed", "publish tasks/s", "drain s", "drain tasks/s", "worker RSS MiB",
              "all rounds tasks/s"],
             [[b, r["executed"], f"{r['publish_per_s']:.0f}", f"{r['drain_s']:.2f}",
               f"{r['drain_per_s']:.0f}", f"{r['rss_bytes'] / 2**20:.1f}",
               " ".join(f"{x:.0f}" for x in r["round_rates"])] for b, r in drain.items()]))
-        for other in ("redis", "amqp"):
-            if "gorelay" in drain and other in drain:
-                ratio = drain["gorelay"]["drain_per_s"] / drain[other]["drain_per_s"]
-                results["ratios"][f"drain_gorelay_over_{other}"] = ratio
-                targets.append([f"drain gorelay/{other} >= 1.0", f"{ratio:.2f}",
-                                "yes" if ratio >= 1.0 else "NO"])
+        for mine, other, want in DRAIN_TARGETS:
+            if mine in drain and other in drain:
+                ratio = drain[mine]["drain_per_s"] / drain[other]["drain_per_s"]
+                results["ratios"][f"drain_{mine}_over_{other}".replace("-", "_")] = ratio
+                targets.append([f"drain {mine}/{other} >= {want:g}", f"{ratio:.2f}",
+                                "yes" if ratio >= want else "NO"])
     if idle:
         parts.append(f"### Idle worker ({args.idle_seconds:g} s window) and pickup latency "
                      f"({args.latency_samples} tasks, {args.pause_ms[0]:g}-{args.pause_ms[1]:g} "
@@ -261,24 +356,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-samples", type=int, default=200)
     p.add_argument("--pause-ms", type=lambda s: tuple(float(x) for x in s.split(",")),
                    default=(20.0, 50.0), help="LO,HI random pause between latency tasks")
-    p.add_argument("--brokers", default="gorelay,redis,amqp")
+    p.add_argument("--brokers", default="gorelay,redis,amqp",
+                   help=f"comma list of {', '.join(BROKERS)}")
     p.add_argument("--phases", default="drain,idle", help="drain and/or idle (idle+latency)")
     p.add_argument("--redis-url", default=URLS["redis"], help="its db is flushed!")
     p.add_argument("--amqp-url", default=URLS["amqp"])
+    p.add_argument("--gorelay-redis-url", default=URLS["gorelay-redis"],
+                   help="gorelay+redis:// URL; each run uses its own key_prefix, deleted after")
+    p.add_argument("--gorelay-postgres-url", default=URLS["gorelay-postgres"],
+                   help="gorelay+postgresql:// URL; each run uses its own schema, dropped after")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes in the drain phase (each -P threads -c 4)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--py-spy", action="store_true", help="record py-spy stacks (profiling only)")
     p.add_argument("--json", type=Path, default=RESULTS / "celery_bench.json")
     args = p.parse_args(argv)
     args.brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
-    unknown = set(args.brokers) - {"gorelay", "redis", "amqp"}
-    if unknown or min(args.tasks, args.rounds, args.latency_samples) < 1 or len(args.pause_ms) != 2:
+    unknown = set(args.brokers) - set(BROKERS)
+    counts = (args.tasks, args.rounds, args.latency_samples, args.workers)
+    if unknown or min(counts) < 1 or len(args.pause_ms) != 2:
         p.error(f"bad arguments (unknown brokers: {sorted(unknown)})")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    URLS.update(redis=args.redis_url, amqp=args.amqp_url)
+    URLS.update({"redis": args.redis_url, "amqp": args.amqp_url,
+                 "gorelay-redis": args.gorelay_redis_url,
+                 "gorelay-postgres": args.gorelay_postgres_url})
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     import celery
     import kombu

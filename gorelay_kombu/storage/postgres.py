@@ -382,6 +382,17 @@ class PostgresStore(Store):
         # Ids come from one sequence in insertion (ORDER BY ord) order.
         return sorted(int(r[0]) for r in rows)
 
+    def put_routed(self, exchange: str, routing_key: str, message: NewMessage) -> int:
+        """Route by the current bindings, insert and NOTIFY: one statement, one round trip."""
+        now = time.time()
+        params = {"exchange": exchange, "routing_key": routing_key, "lane": message.lane,
+                  "state": SCHEDULED if message.visible_at > now else READY,
+                  "visible": max(message.visible_at, now), "payload": bytes(message.payload),
+                  "expires": message.expires_at, "now": now, "channel": self.channel}
+        # Not retried, as put_many: a commit whose answer was lost would store it twice.
+        rows = self._fetch(queries.SQL_PUT_ROUTED, params, idempotent=False)
+        return int(rows[0][0]) if rows else 0
+
     def reserve(
         self, queues: Sequence[str], limit: int, owner: str, lease: float
     ) -> list[Reserved]:

@@ -122,6 +122,24 @@ SQL_PUT_ONE = (
     "   RETURNING id)"
     " SELECT ins.id FROM ins, (SELECT pg_notify(%(channel)s, '')) AS n"
 )
+# Direct routing and the insert in one statement: the bindings are read by
+# the INSERT itself (never a cached copy), one row per bound queue with that
+# queue's message TTL applied as in SQL_PUT_ONE; the NOTIFY runs only when a
+# row was inserted, in the same transaction.  Returns no row when no queue
+# matched, else one row with the number of queues.
+SQL_PUT_ROUTED = (
+    "WITH ins AS (INSERT INTO {s}.messages"
+    "   (queue, lane, state, visible_at, created_at, payload, expires_at)"
+    "   SELECT b.queue, %(lane)s, %(state)s, %(visible)s, %(now)s, %(payload)s,"
+    "     CASE WHEN q.message_ttl IS NULL THEN %(expires)s::float8"
+    "          ELSE least(%(expires)s::float8, %(now)s + q.message_ttl) END"
+    "   FROM {s}.bindings b LEFT JOIN {s}.queues q ON q.name = b.queue"
+    "   WHERE b.exchange = %(exchange)s AND b.routing_key = %(routing_key)s"
+    "   ORDER BY b.queue"
+    "   RETURNING 1)"
+    " SELECT c.n, pg_notify(%(channel)s, '') FROM (SELECT count(*) AS n FROM ins) AS c"
+    " WHERE c.n > 0"
+)
 SQL_SET_SYNCHRONOUS_COMMIT = "SELECT set_config('synchronous_commit', %s, false)"
 SQL_RESTORE_DUE = (
     f"UPDATE {{s}}.messages m SET state = {READY}, owner = NULL"

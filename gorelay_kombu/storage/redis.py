@@ -19,6 +19,10 @@ Options (``transport_options`` or the URL's query string):
   (default ``gorelay:``); stores with different prefixes share nothing.
 * ``socket_timeout`` / ``socket_connect_timeout``: seconds (default 30 / 5).
 * ``max_connections``: connection pool size per process (default unlimited).
+* ``publish_routing``: ``server`` (default) routes a direct publish and stores
+  it in every matching queue in one Lua script, one round trip; ``client``
+  reads the bindings first, then stores (two round trips, but every script
+  stays on one cluster slot).
 
 Key layout (``P`` is the prefix): each queue's keys share the hash tag of its
 name, ``P{queue}:r0`` ... (see ``QUEUE_KEYS``), so every per-queue script
@@ -32,6 +36,17 @@ ids from several queues, and ``delete_queue`` (bindings, then messages).
 Each queue's part is atomic; the whole is not a transaction.  The store
 connects to one server (standalone, or a primary behind a proxy); a Redis
 Cluster client is not wired in yet.
+
+``put_routed`` (every Celery task publish) is **standalone-only** by default:
+its ``ROUTE`` script reads ``P{%}:b:<exchange>`` and derives the keys of each
+matching queue itself, so it touches several slots; it is atomic and never
+routes from a stale copy of the bindings.  ``publish_routing=client`` keeps
+the cluster-safe two-step path (the base ``Store.put_routed``).
+
+Wake-ups: a put publishes on the wake channel only when its queue had no
+ready message before (or the message has an ETA); consumers wait only after a
+reserve that found nothing ready, and a multi-queue reserve makes another
+pass rather than return short while ready messages remain.
 
 Durability depends on the server: with ``appendonly yes`` and
 ``appendfsync everysec`` a restart loses at most the last second; without
@@ -102,9 +117,10 @@ PUT, RESERVE, ACK, RELEASE, RENEW, DEAD, PURGE, DECLARE, DROP = (
     _Lua(s) for s in (lua.PUT, lua.RESERVE, lua.ACK, lua.RELEASE, lua.RENEW, lua.DEAD,
                       lua.PURGE, lua.DECLARE, lua.DROP)
 )
-NUMBER, REGISTER, TOUCH, UNREGISTER = (
-    _Lua(s) for s in (lua.NUMBER, lua.REGISTER, lua.TOUCH, lua.UNREGISTER)
+NUMBER, REGISTER, TOUCH, UNREGISTER, ROUTE = (
+    _Lua(s) for s in (lua.NUMBER, lua.REGISTER, lua.TOUCH, lua.UNREGISTER, lua.ROUTE)
 )
+PUBLISH_ROUTING = ("server", "client")
 
 
 def _tag(name: str) -> str:
@@ -137,8 +153,9 @@ class RedisStore(Store):
     kind = "redis"
     wakes_on_publish = True
     options = frozenset({"key_prefix", "socket_timeout", "socket_connect_timeout",
-                         "max_connections"})
+                         "max_connections", "publish_routing"})
     key_prefix = "gorelay:"
+    publish_routing = "server"
     socket_timeout = 30.0
     socket_connect_timeout = 5.0
 
@@ -158,6 +175,14 @@ class RedisStore(Store):
         self.socket_timeout = float(_positive(opts, "socket_timeout", self.socket_timeout) or 0)
         self.socket_connect_timeout = float(
             _positive(opts, "socket_connect_timeout", self.socket_connect_timeout) or 0)
+        routing = str(opts.get("publish_routing", self.publish_routing)).lower()
+        if routing not in PUBLISH_ROUTING:
+            raise InvalidOption(
+                f"publish_routing={opts.get('publish_routing')!r} must be 'server' (route "
+                "and insert in one Lua script: standalone Redis) or 'client' (read the "
+                "bindings, then insert: every script on one cluster slot)."
+            )
+        self.publish_routing = routing
         max_conn = _positive(opts, "max_connections", None)
         self.max_connections = None if max_conn is None else int(max_conn)
         self.url = location
@@ -390,6 +415,24 @@ class RedisStore(Store):
                 ids[i] = (int(seq) << QNO_BITS) | numbers[queue]
         return ids
 
+    def put_routed(self, exchange: str, routing_key: str, message: NewMessage) -> int:
+        """Direct routing and the insert into every matching queue in one round trip.
+
+        One ``ROUTE`` script reads the exchange's bindings and runs the put of
+        each matching queue, atomically: never routed from a stale copy.  It
+        spans slots (standalone servers only); ``publish_routing="client"``
+        selects the base two-step version instead.
+        """
+        if self.publish_routing != "server":
+            return super().put_routed(exchange, routing_key, message)
+        head = "[" + json.dumps(routing_key) + ", "
+        m = message
+        return int(self._eval(
+            ROUTE, (self._g + "b:" + exchange, self._g + "queues"),
+            (self.key_prefix, head, _num(time.time()), self.channel, m.lane,
+             _num(m.visible_at), "" if m.expires_at is None else _num(m.expires_at),
+             m.payload)))
+
     def reserve(
         self, queues: Sequence[str], limit: int, owner: str, lease: float
     ) -> list[Reserved]:
@@ -401,6 +444,22 @@ class RedisStore(Store):
         if len(queues) == 1:
             flat = self._eval(RESERVE, self._keys(queues[0]), [*head, limit, limit, limit, limit])
             return self._rows(queues[0], flat)
+        rows: list[Reserved] = []
+        # A short result must mean "nothing ready" (consumers then wait for a wake-up,
+        # which a put sends only into an empty queue): messages put between the probe
+        # and the lease, beyond the probed counts, are leased by another pass.
+        for _ in range(16):
+            got, more = self._reserve_pass(queues, limit - len(rows), head)
+            rows += got
+            if len(rows) >= limit or not more:
+                break
+        rows.sort(key=lambda r: (r.lane, r.id))
+        return rows
+
+    def _reserve_pass(self, queues: list[str], limit: int,
+                      head: list[Any]) -> tuple[list[Reserved], bool]:
+        """Probe every queue, then lease from each; return the rows and whether
+        ready messages may be left that this pass did not try to lease."""
         counts = self._batch([(RESERVE, self._keys(q), [*head, 0, 0, 0, 0]) for q in queues])
         # Service order as SQLite: lane first, then the queue's rank in ``queues``.
         quotas = {q: [0, 0, 0] for q in queues}
@@ -411,22 +470,24 @@ class RedisStore(Store):
                 quotas[queue][lane] += take
                 left -= take
         chosen = [q for q in queues if sum(quotas[q])]
+        unserved = any(sum(int(n) for n in count) > sum(quotas[q])
+                       for q, count in zip(queues, counts, strict=True))
         if not chosen:
-            return []
+            return [], False
         results = self._batch([(RESERVE, self._keys(q), [*head, sum(quotas[q]), *quotas[q]])
                                for q in chosen])
         rows = [r for q, flat in zip(chosen, results, strict=True) for r in self._rows(q, flat)]
-        rows.sort(key=lambda r: (r.lane, r.id))
-        return rows
+        return rows, unserved or any(int(flat[-1]) for flat in results)
 
     def _rows(self, queue: str, flat: list[Any]) -> list[Reserved]:
-        if not flat:
+        """Rows of a lease reply (its last item, the ready count left, is skipped)."""
+        if len(flat) <= 1:
             return []
         number = self._number(queue)
         return [
             Reserved((int(flat[i]) << QNO_BITS) | number, queue, int(flat[i + 1]),
                      bytes(flat[i + 3]), int(flat[i + 2]))
-            for i in range(0, len(flat), 4)
+            for i in range(0, len(flat) - 1, 4)
         ]
 
     def ack(self, ids: Iterable[int]) -> None:

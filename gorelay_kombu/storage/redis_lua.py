@@ -1,12 +1,16 @@
 """The Lua scripts of the Redis store, one atomic script per state change.
 
-Per-queue scripts receive the same thirteen KEYS (see ``QUEUE_KEYS``), all
+Per-queue scripts receive the same fourteen KEYS (see ``QUEUE_KEYS``), all
 carrying the queue's hash tag ``{queue}``, so each runs on one cluster slot.
 Message ids inside a queue are the queue's own sequence numbers (``seq``);
 the store combines them with the queue's number into the public id.
 Times are epoch seconds from the calling process (``ARGV``), as in SQLite.
 
-Global scripts touch only keys tagged ``{%}`` (one slot).
+Global scripts touch only keys tagged ``{%}`` (one slot).  The one
+exception is ``ROUTE`` (``put_routed``'s direct routing and insert in one
+round trip): it reads the bindings under ``{%}`` and derives the keys of each
+matching queue from the prefix, so it spans slots and runs on a standalone
+server only (the ``publish_routing="client"`` option avoids it).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ QUEUE_KEYS = (
     "meta",            # 13   hash: d (declared), t (message_ttl seconds)
     "seq",             # 14   string: last seq (kept a day after a delete: ids never repeat)
 )
+
+_SUFFIXES = "local SUFFIXES = {" + ", ".join(f"'{k}'" for k in QUEUE_KEYS) + "}\n"
 
 _PRELUDE = """
 local R = {KEYS[1], KEYS[2], KEYS[3]}
@@ -69,43 +75,93 @@ local function restore(now)
 end
 """
 
-# put: store messages of one queue; publish one wake-up.
-# KEYS: QUEUE_KEYS.  Reads META.t, writes SEQ, M, LN, r<lane> or SC, EX.
-# ARGV: now, wake channel, then per message: lane, visible_at, expires_at or '', payload.
-# Returns the new seqs in order.
-PUT = _PRELUDE + """
-local now = tonumber(ARGV[1])
-local ttl = redis.call('HGET', META, 't')
-redis.call('PERSIST', SEQ)
-local out = {}
-for i = 3, #ARGV, 4 do
-  local id = redis.call('INCR', SEQ)
-  local lane = tonumber(ARGV[i])
-  local vis = tonumber(ARGV[i + 1])
-  redis.call('HSET', M, id, ARGV[i + 3])
-  redis.call('HSET', LN, id, lane)
-  if vis > now then
-    redis.call('ZADD', SC, vis, id)
-  else
-    redis.call('ZADD', R[lane + 1], id, id)
+# put_messages(K, now, argv, from): the put logic, shared by PUT and ROUTE.  K is a
+# queue's key list in QUEUE_KEYS order; reads META.t and r0-r2, writes SEQ, M, LN,
+# r<lane> or SC, EX.  argv[from...] holds per message: lane, visible_at, expires_at
+# or '', payload.  Returns the new seqs in order and whether consumers need a wake-up.
+#
+# Wake-ups: a consumer only waits after a reserve came back short, that is after
+# it saw the queue with no ready message.  So a put wakes when the queue had no
+# ready message before it (and always for an ETA message: waiters re-read the next
+# due time); a put into a queue that already has ready messages wakes nobody, as
+# every consumer of it is still busy or already woken.  Messages that turn ready
+# without a put (due ETAs, expired leases) are found by the consumers' due timers.
+_PUT_FN = """
+local function put_messages(K, now, argv, from)
+  local ttl = redis.call('HGET', K[13], 't')
+  local wake = redis.call('ZCARD', K[1]) + redis.call('ZCARD', K[2])
+               + redis.call('ZCARD', K[3]) == 0
+  redis.call('PERSIST', K[14])
+  local out = {}
+  for i = from, #argv, 4 do
+    local id = redis.call('INCR', K[14])
+    local lane = tonumber(argv[i])
+    local vis = tonumber(argv[i + 1])
+    redis.call('HSET', K[10], id, argv[i + 3])
+    redis.call('HSET', K[7], id, lane)
+    if vis > now then
+      redis.call('ZADD', K[4], vis, id)
+      wake = true
+    else
+      redis.call('ZADD', K[lane + 1], id, id)
+    end
+    local e = nil
+    if argv[i + 2] ~= '' then e = tonumber(argv[i + 2]) end
+    if ttl then
+      local t = now + tonumber(ttl)
+      if (not e) or t < e then e = t end
+    end
+    if e then redis.call('ZADD', K[6], e, id) end
+    out[#out + 1] = id
   end
-  local e = nil
-  if ARGV[i + 2] ~= '' then e = tonumber(ARGV[i + 2]) end
-  if ttl then
-    local t = now + tonumber(ttl)
-    if (not e) or t < e then e = t end
-  end
-  if e then redis.call('ZADD', EX, e, id) end
-  out[#out + 1] = id
+  return out, wake
 end
-redis.call('PUBLISH', ARGV[2], '1')
+"""
+
+# put: store messages of one queue; publish a wake-up when needed (see above).
+# KEYS: QUEUE_KEYS.  ARGV: now, wake channel, then per message: lane, visible_at,
+# expires_at or '', payload.  Returns the new seqs in order.
+PUT = _PUT_FN + """
+local out, wake = put_messages(KEYS, tonumber(ARGV[1]), ARGV, 3)
+if wake then redis.call('PUBLISH', ARGV[2], '1') end
 return out
+"""
+
+# route: direct routing and the put, in one step (put_routed; standalone servers
+# only: the queues' keys are derived here, not declared, and span slots).
+# KEYS: <stem>b:<exchange> (bindings hash, field JSON [routing_key, queue]) and
+# <stem>queues (the registry set), both tagged {%}; per matching queue its
+# QUEUE_KEYS under <prefix>{<tag of queue>}:.
+# ARGV: prefix, the start of a matching field ('["<routing_key>", '), now, wake
+# channel, lane, visible_at, expires_at or '', payload.  Returns how many queues got it.
+ROUTE = _SUFFIXES + _PUT_FN + """
+local head = ARGV[2]
+local n, wake = 0, false
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #head) == head then
+    local q = cjson.decode(field)[2]
+    local tag = '%00'
+    if q ~= '' then
+      tag = string.gsub(string.gsub(string.gsub(q, '%%', '%%25'), '{', '%%7B'), '}', '%%7D')
+    end
+    local stem = ARGV[1] .. '{' .. tag .. '}:'
+    local K = {}
+    for i, suffix in ipairs(SUFFIXES) do K[i] = stem .. suffix end
+    local _, woke = put_messages(K, tonumber(ARGV[3]), ARGV, 5)
+    wake = wake or woke
+    redis.call('SADD', KEYS[2], q)
+    n = n + 1
+  end
+end
+if wake then redis.call('PUBLISH', ARGV[4], '1') end
+return n
 """
 
 # reserve: restore, then lease ready heads high lane first, FIFO per lane.
 # KEYS: QUEUE_KEYS.  Writes SC, LS, EX, r0-r2, OW, DV (and forgets dropped messages).
 # ARGV: now, lease until, owner, limit, quota per lane (3).  limit 0: probe only,
 # returning the ready count of each lane.  Returns seq, lane, deliveries, payload, ...
+# and, last, how many ready messages are left.
 RESERVE = _PRELUDE + """
 restore(ARGV[1])
 local limit = tonumber(ARGV[4])
@@ -129,6 +185,7 @@ for lane = 0, 2 do
     end
   end
 end
+out[#out + 1] = redis.call('ZCARD', R[1]) + redis.call('ZCARD', R[2]) + redis.call('ZCARD', R[3])
 return out
 """
 

@@ -201,6 +201,78 @@ def test_put_many_is_one_transaction(store):
 
 
 # -- bad input ----------------------------------------------------------------
+class _CountingConn:
+    """A pooled connection that counts the statements sent through it."""
+
+    def __init__(self, conn, log: list) -> None:
+        self._conn, self._log = conn, log
+
+    def execute(self, query, params=None, **kwargs):
+        self._log.append(query)
+        return self._conn.execute(query, params, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_put_routed_is_one_statement_from_the_current_bindings(store, monkeypatch):
+    store.declare_queue("ttl", message_ttl=5.0)
+    store.bind("tasks", "rk", None, "ttl")
+    store.bind("tasks", "rk", None, "plain")
+    store.bind("tasks", "other", None, "elsewhere")
+    sent: list = []
+    real_run = store._run
+    monkeypatch.setattr(store, "_run", lambda fn, idempotent=False: real_run(
+        lambda conn: fn(_CountingConn(conn, sent)), idempotent))
+    before = time.time()
+    assert store.put_routed("tasks", "rk", NewMessage("", b"m", expires_at=before + 60)) == 2
+    assert len(sent) == 1  # routing, both inserts and the NOTIFY: one round trip
+    assert store.put_routed("tasks", "nobody", NewMessage("", b"lost")) == 0
+    # A binding made by another store object counts at once: nothing is cached.
+    other = PostgresStore(server.URL, {"schema": store.schema})
+    try:
+        other.bind("tasks", "rk", None, "late")
+        other.unbind("tasks", "rk", "plain")
+    finally:
+        other.close()
+    assert store.put_routed("tasks", "rk", NewMessage("", b"n")) == 2
+    monkeypatch.undo()
+    assert store.size("plain") == 1 and store.size("late") == 1 and store.size("ttl") == 2
+    assert store.size("elsewhere") == 0
+    with admin() as conn:
+        rows = conn.execute(f'SELECT expires_at FROM "{store.schema}".messages'
+                            " WHERE queue = 'ttl' ORDER BY id").fetchall()
+    # The queue's message TTL caps the message's own expiry, as put does.
+    assert [before + 5.0 <= r[0] <= time.time() + 5.0 for r in rows] == [True, True]
+
+
+def test_put_routed_wakes_waiters_only_when_it_stored_something(store):
+    store.bind("tasks", "rk", None, "q")
+    waiter = store.waiter()
+    try:
+        waiter.wait(0.05)  # drain a start-up wake-up, if any
+        assert store.put_routed("tasks", "nobody", NewMessage("", b"lost")) == 0
+        assert waiter.wait(0.3) is False
+        assert store.put_routed("tasks", "rk", NewMessage("", b"m")) == 1
+        deadline = time.monotonic() + 10
+        while not waiter.wait(0.5) and time.monotonic() < deadline:
+            pass
+        assert time.monotonic() < deadline
+    finally:
+        waiter.close()
+
+
+def test_put_routed_uses_the_bindings_primary_key(store):
+    store.bind("tasks", "rk", None, "q")
+    params = {"exchange": "tasks", "routing_key": "rk", "lane": 1, "state": 0, "visible": 1.0,
+              "payload": b"x", "expires": None, "now": 1.0, "channel": "c"}
+    with admin() as conn, conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN " + store.q(q.SQL_PUT_ROUTED), params))
+    assert "Seq Scan on bindings" not in plan, plan
+
+
 def test_unknown_role_names_the_fix():
     server.require_postgres()
     with pytest.raises(StoreAuthenticationError, match="refused user 'no_such_role_x'.*password"):
