@@ -15,12 +15,6 @@ tests skip, and fail under ``CI=true``.
 from __future__ import annotations
 
 import collections
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -34,7 +28,7 @@ pytest.importorskip("psycopg")
 from kombu import Connection, Consumer, Exchange, Producer, Queue  # noqa: E402
 
 import gorelay_kombu  # noqa: E402, F401
-from tests.conftest import require_server  # noqa: E402
+from tests.postgres_private import Cluster, private_cluster  # noqa: E402
 
 #: messages each producer publishes (paced, so the restarts land mid-run)
 PER_PRODUCER = 400
@@ -43,81 +37,10 @@ PUBLISH_PAUSE = 0.004
 VISIBILITY_TIMEOUT = 3.0
 
 
-def _pg_bin() -> str | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return os.path.dirname(found[-1])
-    initdb = shutil.which("initdb")
-    return os.path.dirname(initdb) if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Cluster:
-    bindir: str
-    directory: str
-    port: int
-    as_user: list[str]
-
-    @property
-    def data(self) -> str:
-        return os.path.join(self.directory, "data")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    @property
-    def log(self) -> str:
-        return os.path.join(self.directory, "server.log")
-
-    def ctl(self, *args: str, timeout: float = 60) -> None:
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
-        subprocess.run([*self.as_user, os.path.join(self.bindir, "pg_ctl"), "-D", self.data,
-                        "-l", self.log, "-w", "-t", "30", "-o", options, *args],
-                       check=True, capture_output=True, timeout=timeout)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log) as fh:
-                return "".join(fh.readlines()[-lines:])
-        except OSError as exc:
-            return f"(no server log: {exc})"
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    bindir = _pg_bin()
-    require_server("initdb (a private PostgreSQL cluster to restart)", bindir is not None,
-                   "install the postgresql server package")
-    assert bindir is not None
-    as_user: list[str] = []
-    directory = tempfile.mkdtemp(prefix="gorelay-pg-")
-    if os.geteuid() == 0:  # the server refuses to run as root
-        import pwd
-
-        user = pwd.getpwnam("postgres")
-        os.chown(directory, user.pw_uid, user.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    c = Cluster(bindir, directory, _free_port(), as_user)
-    try:
-        subprocess.run([*as_user, os.path.join(bindir, "initdb"), "-D", c.data, "-U", "postgres",
-                        "-A", "trust", "--no-sync", "--no-instructions"],
-                       check=True, capture_output=True, timeout=120)
-        c.ctl("start")
+    with private_cluster() as c:
         yield c
-    finally:
-        if os.path.exists(os.path.join(c.data, "postmaster.pid")):
-            try:
-                c.ctl("stop", "-m", "immediate")
-            except (subprocess.SubprocessError, OSError):
-                pass
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass
