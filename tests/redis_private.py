@@ -28,7 +28,8 @@ def _free_port() -> int:
 class PrivateRedis:
     """One redis-server process at a time on a fixed port and directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        self.password = password
         binary = shutil.which("redis-server")
         require_server("redis-server (binary on PATH)", binary is not None)
         assert binary is not None
@@ -45,7 +46,7 @@ class PrivateRedis:
         import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
-                           socket_connect_timeout=1)
+                           socket_connect_timeout=1, password=self.password)
 
     def start(self, timeout: float = 15.0) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -53,7 +54,8 @@ class PrivateRedis:
             self.proc = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                  "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                 "--dir", str(self.directory), "--daemonize", "no", "--protected-mode", "no"],
+                 "--dir", str(self.directory), "--daemonize", "no", "--protected-mode", "no",
+                 *(["--requirepass", self.password] if self.password else [])],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:

@@ -214,3 +214,22 @@ def test_waiter_fileno_is_readable_after_a_put_from_another_store(store):
     finally:
         waiter.close()
         other.close()
+
+
+def test_wrong_bare_password_and_missing_password_are_clear_errors(tmp_path):
+    from tests.redis_private import PrivateRedis
+
+    private = PrivateRedis(tmp_path, password="s3cret")
+    private.start()
+    try:
+        with pytest.raises(StoreAuthenticationError) as err:
+            open_store(f"gorelay+redis://:wrong@127.0.0.1:{private.port}/0", {"key_prefix": "pw:"})
+        assert "password" in str(err.value)
+        with pytest.raises(StoreAuthenticationError):
+            open_store(f"gorelay+redis://127.0.0.1:{private.port}/0", {"key_prefix": "pw:"})
+        good = open_store(f"gorelay+redis://:s3cret@127.0.0.1:{private.port}/0", {"key_prefix": "pw:"})
+        good.put(NewMessage("q", b"ok"))
+        assert good.size("q") == 1
+        good.close()
+    finally:
+        private.stop()
