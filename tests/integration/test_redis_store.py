@@ -227,7 +227,8 @@ def test_wrong_bare_password_and_missing_password_are_clear_errors(tmp_path):
         assert "password" in str(err.value)
         with pytest.raises(StoreAuthenticationError):
             open_store(f"gorelay+redis://127.0.0.1:{private.port}/0", {"key_prefix": "pw:"})
-        good = open_store(f"gorelay+redis://:s3cret@127.0.0.1:{private.port}/0", {"key_prefix": "pw:"})
+        good = open_store(f"gorelay+redis://:s3cret@127.0.0.1:{private.port}/0",
+                          {"key_prefix": "pw:"})
         good.put(NewMessage("q", b"ok"))
         assert good.size("q") == 1
         good.close()
