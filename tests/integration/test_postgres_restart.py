@@ -133,6 +133,7 @@ def test_restart_during_a_run_loses_nothing(cluster: Cluster, mode: str) -> None
                 f"consumer errors={collections.Counter(consumer_errors)}\n"
                 f"server log:\n{cluster.log_tail()}")
 
+    log_before = len(cluster.log_tail(10**9))
     try:
         for fraction in (0.25, 0.6):  # two restarts, while both sides are busy
             deadline = time.monotonic() + 30
@@ -164,7 +165,11 @@ def test_restart_during_a_run_loses_nothing(cluster: Cluster, mode: str) -> None
     assert not bad, f"unexplained duplicates {bad[:20]}\n" + diag()
     assert set(seen) <= expected | ambiguous, diag()
     # Both sides did meet the restarts (else the test proved nothing) and recovered.
-    assert producer_errors or consumer_errors, "no side saw the restart\n" + diag()
+    # The pool may replace dropped connections before either side sees an error, so
+    # the server's log is the proof: both restarts happened, mid-run by construction
+    # (each waited for a fraction of the publishes, while producers were still busy).
+    restarts = cluster.log_tail(10**9)[log_before:].count("ready to accept connections")
+    assert restarts >= 2, "the server did not restart twice\n" + diag()
     with Connection(url) as conn:
         _, left, _ = queue(conn.channel()).queue_declare(passive=True)
         assert left == 0, diag()
