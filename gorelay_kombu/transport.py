@@ -38,6 +38,7 @@ from kombu.transport import virtual
 from .channel import DEFAULT_MAX_MESSAGE_BYTES, Channel
 from .errors import InvalidOption, StoreUnavailable
 from .keeper import Keeper
+from .options import number_option
 from .storage import Store, open_store, store_class
 
 #: Options kombu or Celery may pass to any transport; accepted and unused.
@@ -50,16 +51,6 @@ TRANSPORT_OPTIONS = frozenset({
     "visibility_timeout", "polling_interval", "max_message_bytes", "reserve_batch",
 })
 
-
-def _number(options: dict[str, Any], name: str, default: float, minimum: float) -> float:
-    value = options.get(name, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = minimum - 1
-    if number < minimum:
-        raise InvalidOption(f"transport option {name}={value!r} must be a number >= {minimum}.")
-    return number
 
 
 GoRelayChannel = Channel
@@ -107,12 +98,12 @@ class Transport(virtual.Transport):
                 f"Unknown transport option(s) {unknown} for the {self.url.kind} store. "
                 f"Known: {sorted(TRANSPORT_OPTIONS | store_options)}."
             )
-        self.visibility_timeout = _number(options, "visibility_timeout", 30.0, 0.1)
-        self.polling_interval = _number(options, "polling_interval", 1.0, 0.001)
+        self.visibility_timeout = number_option(options, "visibility_timeout", 30.0, 0.1)
+        self.polling_interval = number_option(options, "polling_interval", 1.0, 0.001)
         self.max_message_bytes = int(
-            _number(options, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES, 1)
+            number_option(options, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES, 1)
         )
-        self.reserve_batch = int(_number(options, "reserve_batch", 100, 1))
+        self.reserve_batch = int(number_option(options, "reserve_batch", 100, 1))
         self.ring_capacity = max(self.reserve_batch, 128)
         self._store_options = {
             k: v for k, v in options.items() if k in store_options

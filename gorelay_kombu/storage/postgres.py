@@ -59,6 +59,7 @@ from ..errors import (
     StorePermissionError,
     StoreUnavailable,
 )
+from ..options import number_option
 from . import postgres_sql as queries
 from .base import READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
 
@@ -125,8 +126,8 @@ class PostgresStore(Store):
                 f"of {', '.join(SYNCHRONOUS_COMMIT)} (off survives a crash of any client and a "
                 "clean server restart; on also survives a server crash or power loss)."
             )
-        self.pool_size = int(_positive(opts, "pool_size", self.pool_size, 1))
-        self.connect_timeout = _positive(opts, "connect_timeout", self.connect_timeout, 0.1)
+        self.pool_size = int(number_option(opts, "pool_size", self.pool_size, 1))
+        self.connect_timeout = number_option(opts, "connect_timeout", self.connect_timeout, 0.1)
         libpq = {k: str(v) for k, v in opts.items() if k in LIBPQ_OPTIONS}
         try:
             self.conninfo = make_conninfo(
@@ -516,18 +517,6 @@ def _check_connection(conn: psycopg.Connection[Any]) -> None:
     if readable:
         conn.close()  # closed, so the pool discards it instead of handing it out again
         raise psycopg.OperationalError("the server sent data on an idle connection")
-
-
-def _positive(options: dict[str, Any], name: str, default: float, minimum: float) -> float:
-    value = options.get(name, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = minimum - 1
-    if number < minimum:
-        raise InvalidOption(f"PostgreSQL store option {name}={value!r} must be a number >= "
-                            f"{minimum}.")
-    return number
 
 
 def _first_line(text: str) -> str:

@@ -87,6 +87,7 @@ from ..errors import (
     StoreUnavailable,
     UnsupportedStore,
 )
+from ..options import number_option
 from . import redis_lua as lua
 from .base import NewMessage, Reserved, Store, Waiter
 from .redis_waiter import RedisWaiter
@@ -134,19 +135,6 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-def _positive(options: dict[str, Any], name: str, default: float | None) -> float | None:
-    value = options.get(name, default)
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if number <= 0:
-        raise InvalidOption(f"{name}={value!r} must be a number > 0.")
-    return number
-
-
 class RedisStore(Store):
     """The Redis store; see the module docstring."""
 
@@ -172,9 +160,10 @@ class RedisStore(Store):
                 "(braces would break the per-queue hash tags); e.g. key_prefix='myapp:'."
             )
         self.key_prefix = prefix
-        self.socket_timeout = float(_positive(opts, "socket_timeout", self.socket_timeout) or 0)
-        self.socket_connect_timeout = float(
-            _positive(opts, "socket_connect_timeout", self.socket_connect_timeout) or 0)
+        self.socket_timeout = number_option(opts, "socket_timeout", self.socket_timeout, 0,
+                                            exclusive=True)
+        self.socket_connect_timeout = number_option(
+            opts, "socket_connect_timeout", self.socket_connect_timeout, 0, exclusive=True)
         routing = str(opts.get("publish_routing", self.publish_routing)).lower()
         if routing not in PUBLISH_ROUTING:
             raise InvalidOption(
@@ -183,8 +172,8 @@ class RedisStore(Store):
                 "bindings, then insert: every script on one cluster slot)."
             )
         self.publish_routing = routing
-        max_conn = _positive(opts, "max_connections", None)
-        self.max_connections = None if max_conn is None else int(max_conn)
+        self.max_connections = (None if opts.get("max_connections") is None else
+                                int(number_option(opts, "max_connections", 1, 0, exclusive=True)))
         self.url = location
         parts = urlsplit(location)
         self.where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"

@@ -42,6 +42,7 @@ from ..errors import (
     StoreLocationError,
     StoreUnavailable,
 )
+from ..options import number_option
 from . import sqlite_sql as q
 from .base import READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
 
@@ -57,15 +58,7 @@ def _options(options: dict[str, Any]) -> tuple[str, float]:
             f"{', '.join(SYNCHRONOUS_MODES)} (NORMAL survives a process crash, FULL also "
             "survives power loss)."
         )
-    try:
-        busy = float(options.get("busy_timeout", 30.0))
-    except (TypeError, ValueError):
-        busy = -1.0
-    if busy < 0:
-        raise InvalidOption(
-            f"busy_timeout={options['busy_timeout']!r} must be a number of seconds >= 0."
-        )
-    return sync, busy
+    return sync, number_option(options, "busy_timeout", 30.0, 0)
 
 
 class SQLiteStore(Store):
