@@ -208,42 +208,51 @@ class Bench:
         return errors
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def measure(peers: list[Peer], args: argparse.Namespace) -> dict[str, Result]:
+    """Warm up every peer, then run ``args.repeat`` rounds, interleaved, and close them.
+
+    A peer whose server is down or that fails to start is reported as skipped.
+    """
     bodies = make_bodies(args.messages, args.body_bytes)
     warm = make_bodies(args.warmup, args.body_bytes)
     results: dict[str, Result] = {}
     benches: dict[str, Bench] = {}
-    with tempfile.TemporaryDirectory(prefix="kombu-bench-") as tmp:
-        try:
-            for peer in make_peers(args, tmp):
-                result = results[peer.name] = Result(peer.name, peer.url)
-                if peer.server and not server_up(peer.server):
-                    result.skipped = f"server {peer.server[0]}:{peer.server[1]} is down"
+    try:
+        for peer in peers:
+            result = results[peer.name] = Result(peer.name, peer.url)
+            if peer.server and not server_up(peer.server):
+                result.skipped = f"server {peer.server[0]}:{peer.server[1]} is down"
+                continue
+            try:
+                bench = benches[peer.name] = Bench(peer, args.prefetch, args.idle_timeout)
+                if warm:
+                    result.errors += [f"warm-up: {e}" for e in bench.round(warm)[2]]
+            except Exception as exc:  # noqa: BLE001 - a broken peer is skipped
+                result.skipped = f"{type(exc).__name__}: {exc}"
+        for rep in range(1, args.repeat + 1):
+            for name, bench in benches.items():  # interleaved: noise hits all alike
+                result = results[name]
+                if result.skipped:
                     continue
                 try:
-                    bench = benches[peer.name] = Bench(peer, args.prefetch, args.idle_timeout)
-                    if warm:
-                        result.errors += [f"warm-up: {e}" for e in bench.round(warm)[2]]
-                except Exception as exc:  # noqa: BLE001 - a broken peer is skipped
-                    result.skipped = f"{type(exc).__name__}: {exc}"
-            for rep in range(1, args.repeat + 1):
-                for name, bench in benches.items():  # interleaved: noise hits all alike
-                    result = results[name]
-                    if result.skipped:
-                        continue
-                    try:
-                        pub, con, errors = bench.round(bodies)
-                    except Exception as exc:  # noqa: BLE001 - e.g. the server went away
-                        result.errors.append(f"round {rep}: {exc!r}")
-                        continue
-                    result.publish.append(pub)
-                    result.consume.append(con)
-                    result.errors += [f"round {rep}: {e}" for e in errors]
-                    print(f"  round {rep} {name:15} publish {pub:9.0f}/s  consume {con:9.0f}/s",
-                          file=sys.stderr, flush=True)
-        finally:
-            for name, bench in benches.items():
-                results[name].errors += bench.close()
+                    pub, con, errors = bench.round(bodies)
+                except Exception as exc:  # noqa: BLE001 - e.g. the server went away
+                    result.errors.append(f"round {rep}: {exc!r}")
+                    continue
+                result.publish.append(pub)
+                result.consume.append(con)
+                result.errors += [f"round {rep}: {e}" for e in errors]
+                print(f"  round {rep} {name:16} publish {pub:9.0f}/s  consume {con:9.0f}/s",
+                      file=sys.stderr, flush=True)
+    finally:
+        for name, bench in benches.items():
+            results[name].errors += bench.close()
+    return results
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="kombu-bench-") as tmp:
+        results = measure(make_peers(args, tmp), args)
     return report(args, results)
 
 

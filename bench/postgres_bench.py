@@ -72,40 +72,9 @@ def drop_leftovers(tag: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
-    bodies = kb.make_bodies(args.messages, args.body_bytes)
-    warm = kb.make_bodies(args.warmup, args.body_bytes)
-    results: dict[str, kb.Result] = {}
-    benches: dict[str, kb.Bench] = {}
     try:
-        for peer in peers(args, tag):
-            result = results[peer.name] = kb.Result(peer.name, peer.url)
-            if peer.server and not kb.server_up(peer.server):
-                result.skipped = f"server {peer.server[0]}:{peer.server[1]} is down"
-                continue
-            try:
-                bench = benches[peer.name] = kb.Bench(peer, args.prefetch, args.idle_timeout)
-                if warm:
-                    result.errors += [f"warm-up: {e}" for e in bench.round(warm)[2]]
-            except Exception as exc:  # noqa: BLE001 - a broken peer is skipped
-                result.skipped = f"{type(exc).__name__}: {exc}"
-        for rep in range(1, args.repeat + 1):
-            for name, bench in benches.items():  # interleaved: noise hits all alike
-                result = results[name]
-                if result.skipped:
-                    continue
-                try:
-                    pub, con, errors = bench.round(bodies)
-                except Exception as exc:  # noqa: BLE001
-                    result.errors.append(f"round {rep}: {exc!r}")
-                    continue
-                result.publish.append(pub)
-                result.consume.append(con)
-                result.errors += [f"round {rep}: {e}" for e in errors]
-                print(f"  round {rep} {name:16} publish {pub:9.0f}/s  consume {con:9.0f}/s",
-                      file=sys.stderr, flush=True)
+        results = kb.measure(peers(args, tag), args)
     finally:
-        for name, bench in benches.items():
-            results[name].errors += bench.close()
         drop_leftovers(tag)
     return report(args, results)
 

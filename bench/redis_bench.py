@@ -27,7 +27,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from kombu_bench import PHASES, RESULTS, Bench, Peer, Result, environment, make_bodies  # noqa: E402
+from kombu_bench import PHASES, RESULTS, Peer, environment, measure  # noqa: E402
 
 TARGET = 2.0
 
@@ -64,27 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         Peer("gorelay+redis", f"gorelay+redis://{server}/{args.gorelay_db}?key_prefix={prefix}"),
         Peer("redis", f"redis://{server}/{args.redis_db}", redis_db=args.redis_db),
     ]
-    bodies = make_bodies(args.messages, args.body_bytes)
-    warm = make_bodies(args.warmup, args.body_bytes)
-    results = {p.name: Result(p.name, p.url) for p in peers}
-    benches: dict[str, Bench] = {}
     try:
-        for peer in peers:
-            benches[peer.name] = Bench(peer, args.prefetch, args.idle_timeout)
-            if warm:
-                results[peer.name].errors += [f"warm-up: {e}"
-                                              for e in benches[peer.name].round(warm)[2]]
-        for rep in range(1, args.repeat + 1):
-            for name, bench in benches.items():
-                pub, con, errors = bench.round(bodies)
-                results[name].publish.append(pub)
-                results[name].consume.append(con)
-                results[name].errors += [f"round {rep}: {e}" for e in errors]
-                print(f"  round {rep} {name:14} publish {pub:8.0f}/s  consume {con:8.0f}/s",
-                      file=sys.stderr, flush=True)
+        results = measure(peers, args)
     finally:
-        for name, bench in benches.items():
-            results[name].errors += bench.close()
         left = delete_prefix(args.host, args.port, args.gorelay_db, prefix)
     mine, theirs = results["gorelay+redis"], results["redis"]
     ratios = {p: (mine.rate(p, "best") or 0) / (theirs.rate(p, "best") or 1) for p in PHASES}
