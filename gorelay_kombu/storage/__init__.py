@@ -7,11 +7,11 @@ from typing import Any
 
 from ..errors import InvalidOption, UnsupportedStore
 from ..url import StoreURL, parse_store_url
-from .base import DEAD, LEASED, READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
+from .base import DEAD, LEASED, READY, SCHEDULED, NewMessage, QueueStats, Reserved, Store, Waiter
 
 __all__ = [
     "DEAD", "LEASED", "READY", "SCHEDULED",
-    "NewMessage", "Reserved", "STORES", "Store", "Waiter", "open_store", "store_class",
+    "NewMessage", "QueueStats", "Reserved", "STORES", "Store", "Waiter", "open_store", "store_class",
 ]
 
 

@@ -23,9 +23,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import UnsupportedStore
 from ..priority import NORMAL
+
+if TYPE_CHECKING:
+    from ..history import History
 
 READY = 0
 SCHEDULED = 1
@@ -54,6 +58,20 @@ class Reserved:
     lane: int
     payload: bytes
     deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What waits in one lane of one queue (see :meth:`Store.queue_stats`)."""
+
+    queue: str
+    lane: int
+    ready: int
+    scheduled: int
+    leased: int
+    dead: int
+    #: epoch seconds at which the oldest ready message was stored (None: none ready)
+    oldest_ready_at: float | None
 
 
 class Waiter(abc.ABC):
@@ -235,12 +253,65 @@ class Store(abc.ABC):
         """The value at ``key``, or None if absent or expired."""
 
     @abc.abstractmethod
-    def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        """Store ``value`` at ``key``; it expires ``ttl`` seconds from now if given."""
+    def kv_set(
+        self, key: str, value: bytes, ttl: float | None = None, notify: bool = False
+    ) -> None:
+        """Store ``value`` at ``key``; it expires ``ttl`` seconds from now if given.
+
+        ``notify``: after the commit, wake every :meth:`kv_waiter` of every
+        process (results use it so ``AsyncResult.get()`` returns at once).
+        """
 
     @abc.abstractmethod
     def kv_delete(self, key: str) -> None:
         """Remove ``key`` (idempotent)."""
+
+    @abc.abstractmethod
+    def kv_mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """:meth:`kv_get` of each of ``keys``, in one round trip."""
+
+    @abc.abstractmethod
+    def kv_incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Atomically add ``amount`` to the integer at ``key`` (absent or expired: 0)
+        and return the new value; exactly one caller sees each value, whatever the
+        number of processes.  The value is stored as ASCII digits (``kv_get``
+        returns ``b"3"``).  ``ttl`` (if given) resets the key's expiry.
+        """
+
+    @abc.abstractmethod
+    def kv_add(self, key: str, value: bytes, ttl: float | None = None) -> bytes | None:
+        """Store ``value`` at ``key`` only if ``key`` is absent or expired, atomically
+        across processes.  Return None when stored, else the value already there
+        (which is left untouched).
+        """
+
+    @abc.abstractmethod
+    def kv_expire(self, key: str, ttl: float | None) -> None:
+        """Set (or with None clear) the expiry of an existing ``key``; absent: no-op."""
+
+    @abc.abstractmethod
+    def kv_purge_expired(self) -> int:
+        """Delete every expired key for good; return how many."""
+
+    @abc.abstractmethod
+    def kv_waiter(self) -> Waiter:
+        """A :class:`Waiter` woken by ``kv_set(..., notify=True)`` from any process.
+
+        Create it before the first check of the key waited for; any notifying
+        set wakes it, so callers re-check their keys and wait again.
+        """
+
+    # -- inspection (read-only, for the dashboard and /metrics) ----------------
+    @abc.abstractmethod
+    def queue_stats(self) -> list[QueueStats]:
+        """One :class:`QueueStats` per declared queue and lane holding messages
+        (a declared queue with no messages gets one row with lane NORMAL and
+        zeros), sorted by queue then lane.
+        """
+
+    def history(self) -> History:
+        """The task history kept in this store (shares this store's connections)."""
+        raise UnsupportedStore(f"The {self.kind} store keeps no task history yet.")
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod

@@ -2,7 +2,8 @@
 
 Features: everything the store contract requires, shared by every
 connection in one process that names the same store; nothing survives the
-process.  Simple rather than fast (reserve scans the queue).
+process.  Simple rather than fast (reserve scans the queue).  The task
+history is the SQLite one, over a private in-memory database per name.
 
 URL: ``gorelay+memory://name`` (``name`` defaults to ``default``).
 Options: none.
@@ -13,12 +14,27 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidOption
-from .base import DEAD, LEASED, READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
+from ..priority import NORMAL
+from .base import (
+    DEAD,
+    LEASED,
+    READY,
+    SCHEDULED,
+    NewMessage,
+    QueueStats,
+    Reserved,
+    Store,
+    Waiter,
+)
+from .kv_values import incremented
+
+if TYPE_CHECKING:
+    from ..history import History
 
 
 @dataclass
@@ -33,6 +49,7 @@ class _Row:
     deliveries: int = 0
     dead_reason: str | None = None
     expires_at: float | None = None
+    created_at: float = 0.0
 
 
 @dataclass
@@ -52,6 +69,10 @@ class _State:
     bindings: dict[str, dict[tuple[str, str], str | None]] = field(default_factory=dict)
     kv: dict[str, tuple[bytes, float | None]] = field(default_factory=dict)
     version: int = 0
+    #: woken by kv_set(notify=True) only, so results never wake queue consumers
+    kv_cond: threading.Condition = field(default_factory=threading.Condition)
+    kv_version: int = 0
+    history: History | None = None
 
 
 _STATES: dict[str, _State] = {}
@@ -59,25 +80,28 @@ _STATES_LOCK = threading.Lock()
 
 
 class _MemoryWaiter(Waiter):
-    def __init__(self, state: _State) -> None:
-        self._state = state
-        self._seen = state.version
+    """Woken when ``version()`` changes (read under ``cond``) or by :meth:`wake`."""
+
+    def __init__(self, cond: threading.Condition, version: Callable[[], int]) -> None:
+        self._cond, self._version = cond, version
+        with cond:
+            self._seen = version()
         self._woken = False
 
     def wait(self, timeout: float) -> bool:
-        with self._state.lock:
-            woke = self._state.lock.wait_for(
-                lambda: self._woken or self._state.version != self._seen,
+        with self._cond:
+            woke = self._cond.wait_for(
+                lambda: self._woken or self._version() != self._seen,
                 timeout=max(timeout, 0.0),
             )
-            self._seen = self._state.version
+            self._seen = self._version()
             self._woken = False
         return bool(woke)
 
     def wake(self) -> None:
-        with self._state.lock:
+        with self._cond:
             self._woken = True
-            self._state.lock.notify_all()
+            self._cond.notify_all()
 
     def close(self) -> None:
         pass
@@ -154,7 +178,7 @@ class MemoryStore(Store):
                 expiry = [t for t in (m.expires_at, self._ttl_expiry(m.queue, now)) if t]
                 self._s.rows[mid] = _Row(
                     mid, m.queue, m.lane, state, max(m.visible_at, now), bytes(m.payload),
-                    expires_at=min(expiry) if expiry else None,
+                    expires_at=min(expiry) if expiry else None, created_at=now,
                 )
                 ids.append(mid)
             self._changed()
@@ -252,7 +276,7 @@ class MemoryStore(Store):
         return min(times) if times else None
 
     def waiter(self) -> Waiter:
-        return _MemoryWaiter(self._s)
+        return _MemoryWaiter(self._s.lock, lambda: self._s.version)
 
     def declare_exchange(self, exchange: str, type: str) -> None:
         with self._s.lock:
@@ -275,20 +299,112 @@ class MemoryStore(Store):
             table = self._s.bindings.get(exchange, {})
             return [(rk, pattern, q) for (rk, q), pattern in table.items()]
 
+    def _live(self, key: str, now: float) -> tuple[bytes, float | None] | None:
+        """The unexpired item at ``key`` (call with the lock held)."""
+        item = self._s.kv.get(key)
+        if item is None or (item[1] is not None and item[1] <= now):
+            return None
+        return item
+
     def kv_get(self, key: str) -> bytes | None:
         with self._s.lock:
-            item = self._s.kv.get(key)
-        if item is None or (item[1] is not None and item[1] <= time.time()):
-            return None
-        return item[0]
+            item = self._live(key, time.time())
+        return None if item is None else item[0]
 
-    def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+    def kv_mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = time.time()
+        with self._s.lock:
+            items = [self._live(k, now) for k in keys]
+        return [None if item is None else item[0] for item in items]
+
+    def kv_set(
+        self, key: str, value: bytes, ttl: float | None = None, notify: bool = False
+    ) -> None:
         with self._s.lock:
             self._s.kv[key] = (bytes(value), None if ttl is None else time.time() + ttl)
+        if notify:
+            with self._s.kv_cond:
+                self._s.kv_version += 1
+                self._s.kv_cond.notify_all()
 
     def kv_delete(self, key: str) -> None:
         with self._s.lock:
             self._s.kv.pop(key, None)
+
+    def kv_incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        now = time.time()
+        with self._s.lock:
+            item = self._live(key, now)
+            value = incremented(None if item is None else item[0], amount, key)
+            expires_at = (None if item is None else item[1]) if ttl is None else now + ttl
+            self._s.kv[key] = (str(value).encode(), expires_at)
+        return value
+
+    def kv_add(self, key: str, value: bytes, ttl: float | None = None) -> bytes | None:
+        now = time.time()
+        with self._s.lock:
+            item = self._live(key, now)
+            if item is not None:
+                return item[0]
+            self._s.kv[key] = (bytes(value), None if ttl is None else now + ttl)
+        return None
+
+    def kv_expire(self, key: str, ttl: float | None) -> None:
+        now = time.time()
+        with self._s.lock:
+            item = self._live(key, now)
+            if item is not None:
+                self._s.kv[key] = (item[0], None if ttl is None else now + ttl)
+
+    def kv_purge_expired(self) -> int:
+        now = time.time()
+        with self._s.lock:
+            doomed = [k for k, (_, exp) in self._s.kv.items() if exp is not None and exp <= now]
+            for k in doomed:
+                del self._s.kv[k]
+        return len(doomed)
+
+    def kv_waiter(self) -> Waiter:
+        return _MemoryWaiter(self._s.kv_cond, lambda: self._s.kv_version)
+
+    # -- inspection -------------------------------------------------------------
+    def queue_stats(self) -> list[QueueStats]:
+        now = time.time()
+        # queue -> lane -> [ready, scheduled, leased, dead, oldest ready]
+        table: dict[str, dict[int, list[Any]]] = {}
+        with self._s.lock:
+            for name in self._s.queues:
+                table[name] = {}
+            for r in self._s.rows.values():
+                lanes = table.get(r.queue)
+                if lanes is None:
+                    continue
+                if r.state in (READY, SCHEDULED) and r.expires_at is not None \
+                        and r.expires_at <= now:
+                    continue  # dropped at the next reserve
+                row = lanes.setdefault(r.lane, [0, 0, 0, 0, None])
+                if r.state == DEAD:
+                    row[3] += 1
+                elif r.state == READY or r.visible_at <= now:
+                    row[0] += 1
+                    row[4] = r.created_at if row[4] is None else min(row[4], r.created_at)
+                else:
+                    row[1 if r.state == SCHEDULED else 2] += 1
+        stats = []
+        for name in sorted(table):
+            lanes = table[name] or {NORMAL: [0, 0, 0, 0, None]}
+            for lane in sorted(lanes):
+                stats.append(QueueStats(name, lane, *lanes[lane]))
+        return stats
+
+    def history(self) -> History:
+        """The SQLite history over a private in-memory database, one per store name."""
+        with _STATES_LOCK:
+            if self._s.history is None:
+                from ..history.sqlite import memory_history
+
+                self._s.history = memory_history()
+            return self._s.history
 
     def close(self) -> None:
         pass

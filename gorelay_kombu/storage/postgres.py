@@ -7,12 +7,17 @@ and never get the same message); leases with renewal and restore, ETA
 messages stored invisible, three priority lanes, dead letters, shared
 bindings, key/value.  Publishers ``NOTIFY`` in the transaction of the insert
 and consumers ``LISTEN``, so an idle worker wakes within milliseconds without
-polling.  Connections come from a psycopg 3 pool per process (a forked child
-opens its own); a connection the server dropped (restart, failover,
-``pg_terminate_backend``) is replaced on its own, and the error of the one
-operation that hit it is :class:`StoreUnavailable`, which kombu and Celery
-retry.  Times are epoch seconds from the clients' clocks: keep hosts in sync
-(NTP), as leases and ETAs compare them.
+polling; ``kv_set(..., notify=True)`` notifies a second channel
+(``gorelay.<schema>.kv``) that only result waiters listen on.  Counters and
+add-if-absent are single statements (``INSERT .. ON CONFLICT``).  The task
+history lives in the same schema (``history_*`` tables, created on first
+use; see :mod:`gorelay_kombu.history.postgres`).  Connections come from a
+psycopg 3 pool per process (a forked child opens its own); a connection the
+server dropped (restart, failover, ``pg_terminate_backend``) is replaced on
+its own, and the error of the one operation that hit it is
+:class:`StoreUnavailable`, which kombu and Celery retry.  Times are epoch
+seconds from the clients' clocks: keep hosts in sync (NTP), as leases and
+ETAs compare them.
 
 URL: ``gorelay+postgresql://user:password@host:5432/dbname`` (also
 ``gorelay+postgres://``); any libpq URL works after the ``gorelay+``.
@@ -48,20 +53,20 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
     InvalidOption,
     SchemaVersionError,
-    StoreAuthenticationError,
     StoreError,
-    StoreLocationError,
     StorePermissionError,
     StoreUnavailable,
 )
 from ..options import number_option
+from ..priority import NORMAL
 from . import postgres_sql as queries
-from .base import READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
+from .base import READY, SCHEDULED, NewMessage, QueueStats, Reserved, Store, Waiter
+from .postgres_errors import connect_error, first_line, operation_error
 
 try:
     import psycopg
@@ -75,6 +80,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installa
         'pip install "gorelay-kombu[postgres]"',
         name=exc.name,
     ) from exc
+
+if TYPE_CHECKING:
+    from ..history import History
 
 T = TypeVar("T")
 
@@ -144,6 +152,8 @@ class PostgresStore(Store):
         self.user = str(params.get("user") or os.environ.get("PGUSER") or "")
         self.display = f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
         self.channel = f"gorelay.{self.schema}"
+        #: NOTIFY channel of kv_set(notify=True): results never wake queue consumers
+        self.kv_channel = f"gorelay.{self.schema}.kv"
         ident = sql.Identifier(self.schema)
         self._sql: dict[str, str] = {}
         self._ident = ident
@@ -151,6 +161,8 @@ class PostgresStore(Store):
         self._pool_lock = threading.Lock()
         self._pid = os.getpid()
         self._kv_swept = 0.0
+        self._history: History | None = None
+        self._history_lock = threading.Lock()
         self._setup()
 
     def q(self, template: str) -> str:
@@ -170,33 +182,7 @@ class PostgresStore(Store):
             raise self._connect_error(exc) from exc
 
     def _connect_error(self, exc: psycopg.Error) -> StoreError:
-        text = str(exc)
-        where = f"{self.display} (schema {self.schema})"
-        if ("password" in text or ("role" in text and "does not exist" in text)
-                or "pg_hba.conf" in text or "authentication failed" in text):
-            return StoreAuthenticationError(
-                f"PostgreSQL at {self.host}:{self.port} refused user {self.user!r}: "
-                f"{_first_line(text)}. Fix the user name and password in the URL "
-                "(gorelay+postgresql://user:password@host/db), or create the role "
-                f"(CREATE ROLE {self.user or 'name'} LOGIN PASSWORD '...') and allow it in "
-                "pg_hba.conf."
-            )
-        if "database" in text and "does not exist" in text:
-            return StoreLocationError(
-                f"The database {self.dbname!r} does not exist on {self.host}:{self.port}. "
-                f"Create it (createdb -h {self.host} -p {self.port} {self.dbname}) or fix the "
-                "database name at the end of the URL."
-            )
-        if "resolve host" in text or "translate host name" in text:
-            return StoreLocationError(
-                f"The PostgreSQL host {self.host!r} is unknown ({_first_line(text)}). "
-                "Fix the host name in the URL."
-            )
-        return StoreUnavailable(
-            f"Cannot reach PostgreSQL at {where}: {_first_line(text)}. Check that the "
-            "server is running and accepts TCP connections on that host and port; "
-            "Celery keeps retrying."
-        )
+        return connect_error(self, exc)
 
     def _get_pool(self) -> ConnectionPool[Any]:
         if os.getpid() != self._pid:
@@ -240,26 +226,14 @@ class PostgresStore(Store):
         except PoolTimeout as exc:
             raise _NoConnection(
                 f"No PostgreSQL connection to {self.display} within {self.connect_timeout}s: "
-                f"{_first_line(str(exc))}. Check that the server is up; Celery retries, or "
+                f"{first_line(str(exc))}. Check that the server is up; Celery retries, or "
                 "raise connect_timeout/pool_size."
             ) from exc
         except psycopg.Error as exc:
             raise self._wrap(exc) from exc
 
     def _wrap(self, exc: psycopg.Error) -> StoreError:
-        if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return StorePermissionError(
-                f"User {self.user!r} lacks a privilege on schema {self.schema!r} of "
-                f"{self.display}: {_first_line(str(exc))}. Grant it: GRANT USAGE, CREATE ON "
-                f"SCHEMA {self.schema} TO {self.user} and GRANT ALL ON ALL TABLES IN SCHEMA "
-                f"{self.schema} TO {self.user} (or let this user own the schema)."
-            )
-        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-            return StoreUnavailable(
-                f"PostgreSQL at {self.display} is unavailable: {_first_line(str(exc))}. "
-                "The connection is replaced on its own; retrying may succeed."
-            )
-        return StoreError(f"PostgreSQL store {self.display} refused an operation: {exc}")
+        return operation_error(self, exc)
 
     def _run(self, fn: Callable[[psycopg.Connection[Any]], T], idempotent: bool = False) -> T:
         """Run ``fn`` on a pooled connection; retry once on a dropped one if safe."""
@@ -300,7 +274,7 @@ class PostgresStore(Store):
         except pg_errors.InsufficientPrivilege as exc:
             raise StorePermissionError(
                 f"User {self.user!r} may not create the schema {self.schema!r} in database "
-                f"{self.dbname!r} ({_first_line(str(exc))}). Either grant it once "
+                f"{self.dbname!r} ({first_line(str(exc))}). Either grant it once "
                 f"(GRANT CREATE ON DATABASE {self.dbname} TO {self.user}) or have an admin "
                 f"create the schema for it (CREATE SCHEMA {self.schema} AUTHORIZATION "
                 f"{self.user}), or pick an existing schema with the schema option."
@@ -348,7 +322,7 @@ class PostgresStore(Store):
         now = time.time()
         if now - self._kv_swept >= KV_SWEEP_SECONDS:
             self._kv_swept = now
-            self._exec(queries.SQL_KV_DROP_EXPIRED, (now,))
+            self.kv_purge_expired()
 
     def has_queue(self, queue: str) -> bool:
         return bool(self._fetch(queries.SQL_HAS_QUEUE, (queue,)))
@@ -484,12 +458,79 @@ class PostgresStore(Store):
         rows = self._fetch(queries.SQL_KV_GET, (key, time.time()))
         return bytes(rows[0][0]) if rows else None
 
-    def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+    def kv_mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        found = {r[0]: bytes(r[1])
+                 for r in self._fetch(queries.SQL_KV_MGET, (list(keys), time.time()))}
+        return [found.get(k) for k in keys]
+
+    def kv_set(
+        self, key: str, value: bytes, ttl: float | None = None, notify: bool = False
+    ) -> None:
         expires_at = None if ttl is None else time.time() + ttl
-        self._exec(queries.SQL_KV_SET, (key, bytes(value), expires_at))
+        if notify:
+            self._fetch(queries.SQL_KV_SET_NOTIFY,
+                        (key, bytes(value), expires_at, self.kv_channel))
+        else:
+            self._exec(queries.SQL_KV_SET, (key, bytes(value), expires_at))
 
     def kv_delete(self, key: str) -> None:
         self._exec(queries.SQL_KV_DELETE, (key,))
+
+    def kv_incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        now = time.time()
+        params = {"key": key, "amount": int(amount), "now": now, "ttl_given": ttl is not None,
+                  "expires": None if ttl is None else now + ttl}
+        try:  # not retried: an increment whose answer was lost would count twice
+            return int(self._fetch(queries.SQL_KV_INCR, params, idempotent=False)[0][0])
+        except StoreError as exc:
+            if isinstance(exc.__cause__, (pg_errors.InvalidTextRepresentation,
+                                          pg_errors.CharacterNotInRepertoire)):
+                raise StoreError(
+                    f"kv_incr({key!r}): the value there is not an integer. Delete the key "
+                    "or use another key for the counter."
+                ) from exc
+            raise
+
+    def kv_add(self, key: str, value: bytes, ttl: float | None = None) -> bytes | None:
+        while True:
+            now = time.time()
+            params = {"key": key, "value": bytes(value), "now": now,
+                      "expires": None if ttl is None else now + ttl}
+            stored, existing = self._fetch(queries.SQL_KV_ADD, params, idempotent=False)[0]
+            if stored:
+                return None
+            if existing is not None:
+                return bytes(existing)
+            # A concurrent add committed after this statement's snapshot: look again.
+
+    def kv_expire(self, key: str, ttl: float | None) -> None:
+        now = time.time()
+        self._exec(queries.SQL_KV_EXPIRE, (None if ttl is None else now + ttl, key, now))
+
+    def kv_purge_expired(self) -> int:
+        return self._exec(queries.SQL_KV_DROP_EXPIRED, (time.time(),), idempotent=False)
+
+    def kv_waiter(self) -> Waiter:
+        from .postgres_listen import NotifyWaiter
+
+        return NotifyWaiter(self._listen, self.kv_channel)
+
+    # -- inspection -------------------------------------------------------------
+    def queue_stats(self) -> list[QueueStats]:
+        rows = self._fetch(queries.SQL_QUEUE_STATS, {"now": time.time()})
+        return [QueueStats(r[0], NORMAL if r[1] is None else int(r[1]), int(r[2]), int(r[3]),
+                           int(r[4]), int(r[5]), r[6]) for r in rows]
+
+    def history(self) -> History:
+        """The task history, in this store's schema (tables created on first use)."""
+        with self._history_lock:
+            if self._history is None:
+                from ..history.postgres import PostgresHistory
+
+                self._history = PostgresHistory(self)
+            return self._history
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
@@ -517,8 +558,3 @@ def _check_connection(conn: psycopg.Connection[Any]) -> None:
     if readable:
         conn.close()  # closed, so the pool discards it instead of handing it out again
         raise psycopg.OperationalError("the server sent data on an idle connection")
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else text

@@ -211,3 +211,61 @@ SQL_KV_SET = (
 )
 SQL_KV_DELETE = "DELETE FROM {s}.kv WHERE key = %s"
 SQL_KV_DROP_EXPIRED = "DELETE FROM {s}.kv WHERE expires_at <= %s"
+# The upsert and its NOTIFY (on the kv channel) in one statement: the
+# notification is delivered at the commit.
+SQL_KV_SET_NOTIFY = (
+    "WITH up AS (INSERT INTO {s}.kv (key, value, expires_at) VALUES (%s, %s, %s)"
+    "   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+    "   RETURNING 1)"
+    " SELECT pg_notify(%s, '') FROM up"
+)
+SQL_KV_MGET = (
+    "SELECT key, value FROM {s}.kv"
+    " WHERE key = ANY(%s) AND (expires_at IS NULL OR expires_at > %s)"
+)
+# One statement: the row lock of the upsert orders concurrent increments.  An
+# expired value counts as 0; without a ttl the expiry is kept (or cleared
+# when the old value had expired).
+SQL_KV_INCR = (
+    "INSERT INTO {s}.kv AS k (key, value, expires_at)"
+    " VALUES (%(key)s, convert_to(%(amount)s::bigint::text, 'UTF8'), %(expires)s)"
+    " ON CONFLICT (key) DO UPDATE SET"
+    "  value = convert_to((CASE WHEN k.expires_at <= %(now)s THEN 0"
+    "    ELSE convert_from(k.value, 'UTF8')::bigint END + %(amount)s::bigint)::text, 'UTF8'),"
+    "  expires_at = CASE WHEN %(ttl_given)s THEN %(expires)s::float8"
+    "    WHEN k.expires_at <= %(now)s THEN NULL ELSE k.expires_at END"
+    " RETURNING convert_from(k.value, 'UTF8')::bigint"
+)
+# Stores only over an absent or expired key; also returns the live value
+# that was there (the statement's snapshot: None when a concurrent add won
+# after it began, which the caller retries).
+SQL_KV_ADD = (
+    "WITH ins AS (INSERT INTO {s}.kv AS k (key, value, expires_at)"
+    "   VALUES (%(key)s, %(value)s, %(expires)s)"
+    "   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+    "   WHERE k.expires_at <= %(now)s"
+    "   RETURNING 1)"
+    " SELECT (SELECT count(*) FROM ins),"
+    "  (SELECT value FROM {s}.kv WHERE key = %(key)s"
+    "   AND (expires_at IS NULL OR expires_at > %(now)s))"
+)
+SQL_KV_EXPIRE = (
+    "UPDATE {s}.kv SET expires_at = %s WHERE key = %s AND (expires_at IS NULL OR expires_at > %s)"
+)
+_READY_NOW = (
+    f"(m.state = {READY} OR (m.state IN ({SCHEDULED}, {LEASED}) AND m.visible_at <= %(now)s))"
+)
+# A scheduled or leased message whose time has come counts as ready (the next
+# reserve makes it so); a waiting message past its expiry counts as gone.
+SQL_QUEUE_STATS = (
+    "SELECT q.name, m.lane,"
+    f" count(*) FILTER (WHERE {_READY_NOW}),"
+    f" count(*) FILTER (WHERE m.state = {SCHEDULED} AND m.visible_at > %(now)s),"
+    f" count(*) FILTER (WHERE m.state = {LEASED} AND m.visible_at > %(now)s),"
+    f" count(*) FILTER (WHERE m.state = {DEAD}),"
+    f" min(m.created_at) FILTER (WHERE {_READY_NOW})"
+    " FROM {s}.queues q LEFT JOIN {s}.messages m ON m.queue = q.name"
+    "  AND (m.expires_at IS NULL OR m.expires_at > %(now)s"
+    f"   OR m.state NOT IN ({READY}, {SCHEDULED}))"
+    " GROUP BY q.name, m.lane ORDER BY q.name, m.lane"
+)

@@ -4,8 +4,9 @@ Features: leases with renewal (a consumer that dies loses nothing, a long
 task is not delivered twice), ETA messages in a sorted set that are never
 delivered before they are due, three priority lanes served strictly high to
 low and FIFO inside a lane, shared bindings for fanout and topic, batch
-reserve, message TTL and idle-queue expiry, key/value for results.  Every
-state change of a queue is one atomic Lua script (see :mod:`.redis_lua`,
+reserve, message TTL and idle-queue expiry, key/value for results (with
+wake-ups for result waiters), per-lane queue statistics and the task history.
+Every state change of a queue is one atomic Lua script (see :mod:`.redis_lua`,
 whose comments list the keys each script touches).  Consumers wake on a
 pub/sub message published by the put and release scripts: no polling.
 
@@ -27,8 +28,10 @@ Options (``transport_options`` or the URL's query string):
 Key layout (``P`` is the prefix): each queue's keys share the hash tag of its
 name, ``P{queue}:r0`` ... (see ``QUEUE_KEYS``), so every per-queue script
 runs on one Redis Cluster slot.  Registry, bindings and exchange types live
-under ``P{%}:`` (one slot), key/value under ``P kv:<key>``.  Operations that
-span queues are a per-queue script for each queue, sent in one pipeline:
+under ``P{%}:`` (one slot), key/value under ``P kv:<key>`` (:mod:`.redis_kv`),
+the task history under ``P{%h}:`` (one slot; :mod:`gorelay_kombu.history.redis`).
+Operations that span queues are a per-queue script for each queue, sent in
+one pipeline:
 ``put_many`` to several queues (fanout), ``reserve`` from several queues (a
 probe of every queue, then a lease from each; a concurrent consumer may take
 some in between, so fewer may be returned), ``ack``/``release``/``renew`` of
@@ -67,13 +70,12 @@ queue number is allocated once per queue name and never reused.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import (
@@ -90,7 +92,12 @@ from ..errors import (
 from ..options import number_option
 from . import redis_lua as lua
 from .base import NewMessage, Reserved, Store, Waiter
+from .redis_inspect import RedisInspect
+from .redis_kv import RedisKeyValue
 from .redis_waiter import RedisWaiter
+
+if TYPE_CHECKING:
+    from ..history import History
 
 try:
     import redis
@@ -106,13 +113,7 @@ _TRANSIENT_REPLIES = ("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "
                       "OOM", "NOREPLICAS")
 
 
-class _Lua:
-    __slots__ = ("text", "sha")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()
-
+_Lua = lua.Script
 
 PUT, RESERVE, ACK, RELEASE, RENEW, DEAD, PURGE, DECLARE, DROP = (
     _Lua(s) for s in (lua.PUT, lua.RESERVE, lua.ACK, lua.RELEASE, lua.RENEW, lua.DEAD,
@@ -135,7 +136,7 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-class RedisStore(Store):
+class RedisStore(RedisKeyValue, RedisInspect, Store):
     """The Redis store; see the module docstring."""
 
     kind = "redis"
@@ -580,27 +581,11 @@ class RedisStore(Store):
             result.append((routing_key, json.loads(pattern), queue))
         return result
 
-    # -- key/value --------------------------------------------------------------------
-    def _kv(self, key: str) -> str:
-        return f"{self.key_prefix}kv:{key}"
+    # -- history (key/value: .redis_kv; queue_stats: .redis_inspect) ---------------
+    def history(self) -> History:
+        from ..history.redis import RedisHistory
 
-    def kv_get(self, key: str) -> bytes | None:
-        with self._errors():
-            value = self._client().get(self._kv(key))
-        return None if value is None else bytes(value)
-
-    def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        with self._errors():
-            if ttl is None:
-                self._client().set(self._kv(key), value)
-            elif ttl <= 0:
-                self._client().delete(self._kv(key))
-            else:
-                self._client().set(self._kv(key), value, px=max(int(ttl * 1000), 1))
-
-    def kv_delete(self, key: str) -> None:
-        with self._errors():
-            self._client().delete(self._kv(key))
+        return RedisHistory(self)
 
     # -- lifecycle --------------------------------------------------------------------
     def close(self) -> None:

@@ -5,7 +5,11 @@ journal, so readers never block the writer; leases with renewal; ETA
 messages stored invisible; three priority lanes; shared bindings; key/value.
 Every write is one short ``BEGIN IMMEDIATE`` transaction, retried by SQLite
 for ``busy_timeout`` seconds before :class:`StoreUnavailable` is raised.
-Consumers are woken by a :mod:`~gorelay_kombu.doorbell` right after a commit.
+Consumers are woken by a :mod:`~gorelay_kombu.doorbell` right after a commit;
+``kv_set(..., notify=True)`` rings a second doorbell (``<file>-gorelay-kv``), so
+stored results wake result waiters and never queue consumers.  Counters and
+add-if-absent run inside one write transaction.  The task history lives in
+the same file (``gorelay_history_*`` tables, created on first use).
 
 URL: ``gorelay://`` (``./relay.db``), ``gorelay+sqlite:///relative.db``,
 ``gorelay+sqlite:////absolute.db``.
@@ -25,29 +29,36 @@ written by a newer release is refused with :class:`SchemaVersionError`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..doorbell import Doorbell, SocketWaiter, doorbell_dir
 from ..errors import (
     InvalidOption,
-    NotAStoreError,
     SchemaVersionError,
     StoreError,
     StoreLocationError,
-    StoreUnavailable,
 )
 from ..options import number_option
+from ..priority import NORMAL
 from . import sqlite_sql as q
-from .base import READY, SCHEDULED, NewMessage, Reserved, Store, Waiter
+from .base import READY, SCHEDULED, NewMessage, QueueStats, Reserved, Store, Waiter
+from .kv_values import incremented
+from .sqlite_checkpoint import Checkpointer
+from .sqlite_errors import check_location, translate
+
+if TYPE_CHECKING:
+    from ..history import History
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 AUTOCHECKPOINT_PAGES = 20_000
+#: seconds between expired key/value clean-ups (in maintain)
+KV_SWEEP_SECONDS = 60.0
 
 
 def _options(options: dict[str, Any]) -> tuple[str, float]:
@@ -86,35 +97,19 @@ class SQLiteStore(Store):
         self._pid = os.getpid()
         self._doorbell_dir = doorbell_dir(self.path)
         self._doorbell = Doorbell(self._doorbell_dir)
+        # A second doorbell for kv_set(notify=True): results never wake queue consumers.
+        self._kv_doorbell_dir = doorbell_dir(self.path + "-gorelay-kv")
+        self._kv_doorbell = Doorbell(self._kv_doorbell_dir)
+        self._kv_swept = 0.0
+        self._history: History | None = None
+        self._history_lock = threading.Lock()
         self._setup(self._conn())
         if not self._bindings_stamp():
             self._bindings_changed()
 
     # -- connections ----------------------------------------------------------
     def _check_location(self) -> None:
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            raise StoreLocationError(
-                f"The directory {directory!r} of the SQLite store {self.path!r} does not exist. "
-                f"Create it (mkdir -p {directory}) or point the URL at an existing directory."
-            )
-        if os.path.isdir(self.path):
-            raise StoreLocationError(
-                f"{self.path!r} is a directory. Name a file in it, e.g. "
-                f"gorelay+sqlite:///{os.path.join(self.path, 'relay.db')}."
-            )
-        if os.path.exists(self.path):
-            if not os.access(self.path, os.R_OK | os.W_OK):
-                raise StoreLocationError(
-                    f"The SQLite store {self.path!r} is not readable and writable by this user "
-                    f"(uid {os.getuid()}). Fix its permissions (chmod u+rw) or use another file."
-                )
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise StoreLocationError(
-                f"The directory {directory!r} is not writable by this user (uid {os.getuid()}); "
-                "SQLite needs it for the database and its -wal/-shm files. Fix its permissions "
-                "or point the URL at a writable directory."
-            )
+        check_location(self.path)
 
     def _conn(self) -> sqlite3.Connection:
         if os.getpid() != self._pid:
@@ -143,7 +138,7 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            # Checkpoints run in a background thread (_Checkpointer); the high
+            # Checkpoints run in a background thread (Checkpointer); the high
             # automatic threshold is only a safety net, so a publish or an ack
             # does not pay for a checkpoint and its fsync.
             conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
@@ -158,6 +153,8 @@ class SQLiteStore(Store):
         return conn
 
     def _setup(self, conn: sqlite3.Connection) -> None:
+        if self._schema_is_current(conn):
+            return  # the usual case: no write lock, so opening never waits for a writer
         with self._write(conn):
             try:
                 row = conn.execute(q.SQL_GET_VERSION).fetchone()
@@ -174,27 +171,19 @@ class SQLiteStore(Store):
             if row is None:
                 conn.execute(q.SQL_SET_VERSION, (str(q.SCHEMA_VERSION),))
 
+    def _schema_is_current(self, conn: sqlite3.Connection) -> bool:
+        """True when this release's version and every table and index are there."""
+        try:
+            row = conn.execute(q.SQL_GET_VERSION).fetchone()
+            present = {r[0] for r in conn.execute(q.SQL_SCHEMA_OBJECTS)}
+        except sqlite3.OperationalError:
+            return False  # new file (no meta table) or busy: the write path decides
+        except sqlite3.DatabaseError as exc:
+            raise self._wrap(exc) from exc
+        return row is not None and int(row[0]) == q.SCHEMA_VERSION and q.SCHEMA_OBJECTS <= present
+
     def _wrap(self, exc: sqlite3.Error) -> StoreError:
-        text = str(exc)
-        if isinstance(exc, sqlite3.OperationalError) and (
-            "locked" in text or "busy" in text
-        ):
-            return StoreUnavailable(
-                f"The SQLite store {self.path!r} stayed locked for more than "
-                f"busy_timeout={self.busy_timeout}s: {text}. Another process holds a long "
-                "write transaction; raise busy_timeout in transport_options if that is expected."
-            )
-        if "not a database" in text or "malformed" in text or "file is encrypted" in text:
-            return NotAStoreError(
-                f"{self.path!r} is not a SQLite database gorelay can use ({text}). "
-                "Point the URL at a new file name, or move this file away if it is not yours."
-            )
-        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
-            return StoreLocationError(
-                f"The SQLite store {self.path!r} cannot be written ({text}). Check the file's "
-                "and its directory's permissions and free disk space."
-            )
-        return StoreUnavailable(f"SQLite store {self.path!r} failed: {text}")
+        return translate(exc, self.path, self.busy_timeout)
 
     class _Txn:
         __slots__ = ("store", "conn")
@@ -203,7 +192,7 @@ class SQLiteStore(Store):
             self.store, self.conn = store, conn
 
         def __enter__(self) -> sqlite3.Connection:
-            _Checkpointer.watch(self.store)
+            Checkpointer.watch(self.store)
             self.store._write_lock.acquire()
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -236,7 +225,7 @@ class SQLiteStore(Store):
     def _write(self, conn: sqlite3.Connection | None = None) -> SQLiteStore._Txn:
         return self._Txn(self, conn or self._conn())
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -268,6 +257,14 @@ class SQLiteStore(Store):
             self._bindings_changed()
         return idle
 
+    def maintain(self) -> None:
+        """Expire idle queues; about once a minute also drop expired key/values."""
+        self.expire_idle_queues()
+        now = time.time()
+        if now - self._kv_swept >= KV_SWEEP_SECONDS:
+            self._kv_swept = now
+            self.kv_purge_expired()
+
     def has_queue(self, queue: str) -> bool:
         return bool(self._read(q.SQL_HAS_QUEUE, (queue,)))
 
@@ -286,7 +283,7 @@ class SQLiteStore(Store):
         """Group commit: publishers that arrive while another thread of this
         process commits are written together in the next transaction.  Each
         call still returns only after the commit that holds its messages."""
-        _Checkpointer.watch(self)
+        Checkpointer.watch(self)
         if len(messages) == 1 and self._write_lock.acquire(blocking=False):
             try:  # nobody else is writing here: one autocommit INSERT is one commit
                 now = time.time()
@@ -460,26 +457,91 @@ class SQLiteStore(Store):
 
     # -- key/value ------------------------------------------------------------
     def kv_get(self, key: str) -> bytes | None:
-        rows = self._read(q.SQL_KV_GET, (key,))
+        return self._live(self._read(q.SQL_KV_GET, (key,)), time.time())
+
+    @staticmethod
+    def _live(rows: list[Any], now: float) -> bytes | None:
+        """The value of a ``(value, expires_at)`` row unless absent or expired."""
         if not rows:
             return None
         value, expires_at = rows[0]
-        if expires_at is not None and expires_at <= time.time():
+        if expires_at is not None and expires_at <= now:
             return None
         return bytes(value)
 
-    def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+    def kv_mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        now = time.time()
+        found = {r[0]: r[1:] for r in self._read(q.SQL_KV_MGET, (json.dumps(list(keys)),))}
+        return [self._live([found[k]] if k in found else [], now) for k in keys]
+
+    def kv_set(
+        self, key: str, value: bytes, ttl: float | None = None, notify: bool = False
+    ) -> None:
         expires_at = None if ttl is None else time.time() + ttl
         with self._write() as conn:
             conn.execute(q.SQL_KV_SET, (key, value, expires_at))
+        if notify:
+            self._kv_doorbell.ring()
 
     def kv_delete(self, key: str) -> None:
         with self._write() as conn:
             conn.execute(q.SQL_KV_DELETE, (key,))
 
+    def kv_incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        # Read and write in one BEGIN IMMEDIATE: no other process writes in between.
+        with self._write() as conn:
+            now = time.time()
+            rows = conn.execute(q.SQL_KV_GET, (key,)).fetchall()
+            current = self._live(rows, now)
+            value = incremented(current, amount, key)
+            expires_at: float | None
+            if ttl is not None:
+                expires_at = now + ttl
+            else:
+                expires_at = rows[0][1] if current is not None else None
+            conn.execute(q.SQL_KV_SET, (key, str(value).encode(), expires_at))
+        return value
+
+    def kv_add(self, key: str, value: bytes, ttl: float | None = None) -> bytes | None:
+        with self._write() as conn:
+            now = time.time()
+            current = self._live(conn.execute(q.SQL_KV_GET, (key,)).fetchall(), now)
+            if current is None:
+                conn.execute(q.SQL_KV_SET, (key, value, None if ttl is None else now + ttl))
+        return current
+
+    def kv_expire(self, key: str, ttl: float | None) -> None:
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(q.SQL_KV_EXPIRE, (None if ttl is None else now + ttl, key, now))
+
+    def kv_purge_expired(self) -> int:
+        with self._write() as conn:
+            return conn.execute(q.SQL_KV_PURGE_EXPIRED, (time.time(),)).rowcount
+
+    def kv_waiter(self) -> Waiter:
+        return SocketWaiter(self._kv_doorbell_dir)
+
+    # -- inspection -------------------------------------------------------------
+    def queue_stats(self) -> list[QueueStats]:
+        rows = self._read(q.SQL_QUEUE_STATS, {"now": time.time()})
+        return [QueueStats(r[0], NORMAL if r[1] is None else int(r[1]), int(r[2]), int(r[3]),
+                           int(r[4]), int(r[5]), r[6]) for r in rows]
+
+    def history(self) -> History:
+        """The task history, in this file (tables created on first use)."""
+        with self._history_lock:
+            if self._history is None:
+                from ..history.sqlite import store_history
+
+                self._history = store_history(self)
+            return self._history
+
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
-        _Checkpointer.forget(self)
+        Checkpointer.forget(self)
         with self._lock:
             conns, self._conns = self._conns, []
         self._local = threading.local()
@@ -491,69 +553,12 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
         self._doorbell.close()
+        self._kv_doorbell.close()
 
 
 def _put_params(m: NewMessage, now: float) -> tuple[Any, ...]:
     state = SCHEDULED if m.visible_at > now else READY
     return (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload, m.expires_at)
-
-
-class _Checkpointer:
-    """One thread per database file and process: PASSIVE WAL checkpoints, off the hot path.
-
-    It wakes every :attr:`interval` seconds while a store of this process
-    that has written to the file is open, and exits when none is.
-    """
-
-    interval = 1.0
-    _running: dict[str, _Checkpointer] = {}
-    _guard = threading.Lock()
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.pid = os.getpid()
-        self.stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
-        self.thread = threading.Thread(target=self._run, name="gorelay-checkpoint", daemon=True)
-
-    @classmethod
-    def watch(cls, store: SQLiteStore) -> None:
-        if store._checkpointed:
-            return
-        with cls._guard:
-            current = cls._running.get(store.path)
-            if current is None or current.pid != os.getpid() or not current.thread.is_alive():
-                current = cls._running[store.path] = cls(store.path)
-                current.thread.start()
-            current.stores.add(store)
-        store._checkpointed = True
-
-    @classmethod
-    def forget(cls, store: SQLiteStore) -> None:
-        with cls._guard:
-            current = cls._running.get(store.path)
-            if current is not None:
-                current.stores.discard(store)
-
-    def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            while True:
-                time.sleep(self.interval)
-                with self._guard:
-                    if not self.stores or os.getpid() != self.pid:
-                        if self._running.get(self.path) is self:
-                            del self._running[self.path]
-                        return
-                try:
-                    if conn is None:
-                        conn = sqlite3.connect(self.path, isolation_level=None,
-                                               check_same_thread=False)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    pass  # busy or gone: the next round tries again
-        finally:
-            if conn is not None:
-                conn.close()
 
 
 class _PutRequest:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .base import DEAD, LEASED, READY, SCHEDULED
 
 SCHEMA_VERSION = 1
@@ -55,8 +57,13 @@ CREATE TABLE IF NOT EXISTS gorelay_kv (
     value BLOB NOT NULL,
     expires_at REAL
 );
+CREATE INDEX IF NOT EXISTS gorelay_kv_expiring
+    ON gorelay_kv (expires_at) WHERE expires_at IS NOT NULL;
 """
 
+#: names of the tables and indexes SCHEMA creates
+SCHEMA_OBJECTS = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+SQL_SCHEMA_OBJECTS = "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
 SQL_GET_VERSION = "SELECT value FROM gorelay_meta WHERE key = 'schema_version'"
 SQL_SET_VERSION = "INSERT OR REPLACE INTO gorelay_meta (key, value) VALUES ('schema_version', ?)"
 SQL_DECLARE_QUEUE = (
@@ -143,6 +150,31 @@ SQL_BINDINGS = "SELECT routing_key, pattern, queue FROM gorelay_bindings WHERE e
 SQL_KV_GET = "SELECT value, expires_at FROM gorelay_kv WHERE key = ?"
 SQL_KV_SET = "INSERT OR REPLACE INTO gorelay_kv (key, value, expires_at) VALUES (?, ?, ?)"
 SQL_KV_DELETE = "DELETE FROM gorelay_kv WHERE key = ?"
+# ?: a JSON array of keys (one parameter, any number of keys)
+SQL_KV_MGET = (
+    "SELECT key, value, expires_at FROM gorelay_kv"
+    " WHERE key IN (SELECT value FROM json_each(?))"
+)
+SQL_KV_EXPIRE = (
+    "UPDATE gorelay_kv SET expires_at = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+)
+SQL_KV_PURGE_EXPIRED = "DELETE FROM gorelay_kv WHERE expires_at <= ?"
+# A scheduled or leased message whose time has come counts as ready (the next
+# reserve makes it so); a waiting message past its expiry counts as gone.
+_READY_NOW = (
+    f"(m.state = {READY} OR (m.state IN ({SCHEDULED}, {LEASED}) AND m.visible_at <= :now))"
+)
+SQL_QUEUE_STATS = (
+    "SELECT q.name, m.lane,"
+    f" count(CASE WHEN {_READY_NOW} THEN 1 END),"
+    f" count(CASE WHEN m.state = {SCHEDULED} AND m.visible_at > :now THEN 1 END),"
+    f" count(CASE WHEN m.state = {LEASED} AND m.visible_at > :now THEN 1 END),"
+    f" count(CASE WHEN m.state = {DEAD} THEN 1 END),"
+    f" min(CASE WHEN {_READY_NOW} THEN m.created_at END)"
+    " FROM gorelay_queues q LEFT JOIN gorelay_messages m ON m.queue = q.name"
+    f"  AND (m.expires_at IS NULL OR m.expires_at > :now OR m.state NOT IN ({READY}, {SCHEDULED}))"
+    " GROUP BY q.name, m.lane ORDER BY q.name, m.lane"
+)
 
 
 _PROBES: dict[int, str] = {}

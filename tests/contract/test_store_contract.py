@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 
+import pytest
+
 from gorelay_kombu.priority import HIGH, LOW, NORMAL
-from gorelay_kombu.storage import NewMessage, Store
+from gorelay_kombu.storage import NewMessage, QueueStats, Store, open_store
+from tests.conftest import cleanup, store_url
 
 
 def put(store: Store, queue: str, body: str, lane: int = NORMAL, delay: float = 0.0) -> int:
@@ -109,13 +115,13 @@ def test_renew_keeps_the_lease(store):
 
 
 def test_scheduled_message_is_invisible_until_due(store):
-    put(store, "q", "later", delay=0.5)
+    put(store, "q", "later", delay=2.0)  # long enough for a loaded machine
     put(store, "q", "now")
     assert bodies(store.reserve(["q"], 10, "w1", 30)) == ["now"]
     assert store.size("q") == 1  # the scheduled one still waits in the queue
     due = store.next_due()
     assert due is not None and due > time.time()
-    time.sleep(0.6)
+    time.sleep(max(0.0, due - time.time()) + 0.05)
     assert bodies(store.reserve(["q"], 10, "w1", 30)) == ["later"]
 
 
@@ -326,3 +332,223 @@ def test_put_routed_follows_direct_bindings(store):
     [copy] = store.reserve(["mail-b"], 10, "w", 30)
     assert copy.payload == b"hello" and copy.lane == HIGH
     assert store.size("reports") == 0
+
+
+# -- key/value: batch reads, counters, add-if-absent, expiry, notifications -------
+def test_kv_mget_reads_many_keys_in_order(store):
+    store.kv_set("a", b"1")
+    store.kv_set("b", b"2")
+    store.kv_set("gone", b"x", ttl=0.1)
+    time.sleep(0.2)
+    assert store.kv_mget(["b", "missing", "a", "gone", "a"]) == [b"2", None, b"1", None, b"1"]
+    assert store.kv_mget([]) == []
+
+
+def test_kv_incr_counts_from_zero_as_ascii_digits(store):
+    assert store.kv_incr("n") == 1
+    assert store.kv_incr("n", 5) == 6
+    assert store.kv_incr("n", -2) == 4
+    assert store.kv_get("n") == b"4"
+    store.kv_set("preset", b"41")
+    assert store.kv_incr("preset") == 42
+
+
+def test_kv_incr_expiry_rules(store):
+    assert store.kv_incr("t", ttl=0.5) == 1
+    store.kv_set("r", b"5", ttl=0.5)
+    assert store.kv_incr("t") == 2  # no ttl: the expiry is kept...
+    assert store.kv_incr("r", ttl=30) == 6  # ...a ttl resets it
+    time.sleep(0.6)
+    assert store.kv_get("t") is None
+    assert store.kv_get("r") == b"6"
+    assert store.kv_incr("t") == 1  # an expired counter starts again from 0
+    time.sleep(0.3)
+    assert store.kv_get("t") == b"1"  # without a ttl the new counter does not expire
+
+
+def test_kv_incr_from_many_threads_gives_each_value_once(store):
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def count() -> None:
+        for _ in range(25):
+            value = store.kv_incr("hits")
+            with lock:
+                seen.append(value)
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == list(range(1, 201))
+    assert store.kv_get("hits") == b"200"
+
+
+def test_kv_add_stores_only_when_absent_or_expired(store):
+    assert store.kv_add("lock", b"me", ttl=0.5) is None
+    assert store.kv_add("lock", b"you") == b"me"  # left untouched
+    assert store.kv_get("lock") == b"me"
+    time.sleep(0.6)
+    assert store.kv_add("lock", b"you") is None  # expired counts as absent
+    assert store.kv_get("lock") == b"you"
+    time.sleep(0.3)
+    assert store.kv_get("lock") == b"you"  # stored without a ttl: no expiry
+
+
+def test_kv_add_race_between_threads_has_one_winner(store):
+    results: list[bytes | None] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def add(i: int) -> None:
+        barrier.wait()
+        got = store.kv_add("once", f"t{i}".encode())
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winner = store.kv_get("once")
+    assert results.count(None) == 1
+    assert sorted(r for r in results if r is not None) == [winner] * 7
+
+
+def test_kv_expire_sets_and_clears_expiry(store):
+    store.kv_set("k", b"v")
+    store.kv_expire("k", 0.5)
+    store.kv_set("keep", b"v", ttl=0.5)
+    store.kv_expire("keep", None)  # cleared
+    store.kv_expire("absent", 10)  # no-op, creates nothing
+    assert store.kv_get("absent") is None
+    time.sleep(0.6)
+    assert store.kv_get("k") is None
+    assert store.kv_get("keep") == b"v"
+    store.kv_expire("k", 10)  # expired counts as absent: nothing comes back
+    assert store.kv_get("k") is None
+
+
+def test_kv_purge_expired_deletes_only_expired_keys(store):
+    store.kv_set("old1", b"x", ttl=0.1)
+    store.kv_set("old2", b"x", ttl=0.1)
+    store.kv_set("young", b"x", ttl=60)
+    store.kv_set("forever", b"x")
+    time.sleep(0.2)
+    # 0 where the server deletes expired keys by itself (Redis)
+    assert store.kv_purge_expired() in (0, 2)
+    assert store.kv_purge_expired() == 0
+    assert store.kv_mget(["young", "forever"]) == [b"x", b"x"]
+
+
+def test_kv_waiter_wakes_on_notifying_set_only(store):
+    waiter = store.kv_waiter()
+    queue_waiter = store.waiter()
+    try:
+        store.kv_set("quiet", b"v")  # no notify: nobody is woken
+        assert wait_until_woken(waiter, 0.2) is False
+        threading.Timer(0.05, lambda: store.kv_set("result", b"done", notify=True)).start()
+        assert wait_until_woken(waiter, 10) is True
+        assert store.kv_get("result") == b"done"  # visible once woken
+        assert wait_until_woken(queue_waiter, 0.2) is False  # results never wake consumers
+        threading.Timer(0.05, waiter.wake).start()
+        assert wait_until_woken(waiter, 10) is True
+    finally:
+        waiter.close()
+        queue_waiter.close()
+
+
+# -- inspection -----------------------------------------------------------------
+def test_queue_stats_per_queue_and_lane(store):
+    store.declare_queue("work")
+    store.declare_queue("idle")
+    before = time.time()
+    for body, lane, delay in [("r1", NORMAL, 0), ("r2", NORMAL, 0), ("eta", NORMAL, 60),
+                              ("urgent", HIGH, 0), ("low1", LOW, 0), ("low2", LOW, 0)]:
+        put(store, "work", body, lane, delay)
+    [urgent] = store.reserve(["work"], 1, "w", 30)
+    store.dead_letter(urgent.id, "poison")
+    assert bodies(store.reserve(["work"], 3, "w", 30)) == ["r1", "r2", "low1"]
+    stats = store.queue_stats()
+    assert [(s.queue, s.lane) for s in stats] == [
+        ("idle", NORMAL), ("work", HIGH), ("work", NORMAL), ("work", LOW)]
+    assert stats[0] == QueueStats("idle", NORMAL, 0, 0, 0, 0, None)
+    high, normal, low = stats[1:]
+    assert (high.ready, high.scheduled, high.leased, high.dead) == (0, 0, 0, 1)
+    assert high.oldest_ready_at is None
+    assert (normal.ready, normal.scheduled, normal.leased, normal.dead) == (0, 1, 2, 0)
+    assert normal.oldest_ready_at is None
+    assert (low.ready, low.scheduled, low.leased, low.dead) == (1, 0, 1, 0)
+    assert low.oldest_ready_at is not None and before - 1 <= low.oldest_ready_at <= time.time()
+
+
+def test_queue_stats_oldest_ready_and_due_messages(store):
+    store.declare_queue("q")
+    before = time.time()
+    put(store, "q", "first")
+    time.sleep(0.05)
+    put(store, "q", "second")
+    put(store, "q", "short-eta", delay=0.1)
+    [s] = store.queue_stats()
+    assert (s.queue, s.lane, s.ready, s.scheduled) == ("q", NORMAL, 2, 1)
+    assert s.oldest_ready_at is not None and before - 1 <= s.oldest_ready_at < before + 0.04
+    time.sleep(0.2)  # the ETA has come: ready, even before a reserve moved it
+    [s] = store.queue_stats()
+    assert (s.ready, s.scheduled, s.leased) == (3, 0, 0)
+
+
+# -- key/value between processes (every store but memory) -------------------------
+KV_CHILD = """
+import json, sys
+from gorelay_kombu.storage import open_store
+store = open_store(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()  # start together
+counted = [store.kv_incr("hits") for _ in range(int(sys.argv[2]))]
+added = store.kv_add("once", sys.argv[3].encode())
+store.kv_set("done-" + sys.argv[3], b"1", notify=True)
+print(json.dumps({"counted": counted, "won": added is None}), flush=True)
+store.close()
+"""
+
+
+@pytest.fixture
+def shared_url(store_kind, tmp_path):
+    if store_kind == "memory":
+        pytest.skip("the memory store lives in one process")
+    url = store_url(store_kind, tmp_path)
+    yield url
+    cleanup(store_kind, url)
+
+
+def test_kv_incr_add_and_notify_between_processes(shared_url):
+    store = open_store(shared_url)
+    waiter = store.kv_waiter()  # before the children write anything
+    procs = [subprocess.Popen([sys.executable, "-c", KV_CHILD, shared_url, "60", f"p{i}"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for i in range(3)]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        # Woken by the children's notifying sets, not by a timeout.
+        assert wait_until_woken(waiter, 60) is True
+        results = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1])
+                   for p in procs]
+        counted = sorted(v for r in results for v in r["counted"])
+        assert counted == list(range(1, 181))  # every value seen exactly once
+        assert store.kv_get("hits") == b"180"
+        assert sum(r["won"] for r in results) == 1
+        assert store.kv_get("once") in {b"p0", b"p1", b"p2"}
+        assert store.kv_mget([f"done-p{i}" for i in range(3)]) == [b"1"] * 3
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        waiter.close()
+        store.close()
