@@ -8,6 +8,7 @@ broker.  Configuration comes from the environment:
 * ``BENCH_QUEUE``: queue (and exchange, routing key) name (default ``celery``).
 * ``BENCH_OUT``: file the ``bench.noop`` task appends its record to.
 * ``BENCH_LAT``: file the ``bench.latency`` task appends its record to.
+* ``BENCH_HISTORY``: ``0`` turns gorelay's task history off (default on, as for users).
 
 Both tasks record completion without a result backend: each appends one
 16-byte record, ``struct.pack("dd", a, b)``, with a single ``os.write`` to a
@@ -56,6 +57,7 @@ def make_app(broker: str, queue: str) -> Celery:
         result_backend=None,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        gorelay_history=os.environ.get("BENCH_HISTORY", "1") != "0",
     )
     return app
 

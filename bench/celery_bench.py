@@ -73,10 +73,14 @@ from benchproc import RESULTS, Worker, read_records  # noqa: E402
 URLS = {"redis": "redis://127.0.0.1:6379/13", "amqp": "amqp://guest:guest@127.0.0.1:5672//",
         "gorelay-redis": "gorelay+redis://127.0.0.1:6379/11",
         "gorelay-postgres": "gorelay+postgresql://postgres@127.0.0.1:5432/test"}
-BROKERS = ("gorelay", "redis", "amqp", "gorelay-redis", "gorelay-postgres")
+BROKERS = ("gorelay", "redis", "amqp", "gorelay-redis", "gorelay-postgres", "gorelay-nohistory")
+#: gorelay+sqlite with task history off (``gorelay_history = False``), the baseline
+#: of the history-cost target
+NO_HISTORY = "gorelay-nohistory"
 #: (broker, peer, target) drain ratios the report checks
 DRAIN_TARGETS = (("gorelay", "redis", 1.0), ("gorelay", "amqp", 1.0),
-                 ("gorelay-redis", "redis", 1.2), ("gorelay-postgres", "redis", 1.0))
+                 ("gorelay-redis", "redis", 1.2), ("gorelay-postgres", "redis", 1.0),
+                 ("gorelay", NO_HISTORY, 0.8))
 
 
 # -- brokers --------------------------------------------------------------------
@@ -93,7 +97,7 @@ def server_up(url: str) -> bool:
 def broker(name: str, workdir: Path):
     """Yield ``(url, queue)`` on a clean broker state; clean up afterwards."""
     queue = f"bench-{uuid.uuid4().hex[:10]}"
-    if name == "gorelay":
+    if name in ("gorelay", NO_HISTORY):
         from gorelay_kombu.doorbell import doorbell_dir
 
         path = workdir / f"{queue}.db"
@@ -232,7 +236,7 @@ def drain_phase(name: str, args: argparse.Namespace, workdir: Path) -> dict:
                 other.check_alive()
             rss = sum(benchproc.tree_rss_bytes(w.pid) for w in workers)
         executed = len(read_records(worker.out))  # > n would mean duplicates
-        leftovers = (gorelay_leftovers(url) if name == "gorelay"
+        leftovers = (gorelay_leftovers(url) if name in ("gorelay", NO_HISTORY)
                      else gorelay_redis_leftovers(url, queue) if name == "gorelay-redis"
                      else gorelay_postgres_leftovers(url) if name == "gorelay-postgres"
                      else None)
@@ -397,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "drain": {}, "idle": {}, "ratios": {}, "skipped": {}}
     brokers = []
     for name in args.brokers:
-        if name != "gorelay" and not server_up(URLS[name]):
+        if name in URLS and not server_up(URLS[name]):
             results["skipped"][name] = f"no server at {URLS[name]}"
             print(f"note: skipping {name}: no server at {URLS[name]}", file=sys.stderr)
         else:
@@ -410,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[dict]] = {name: [] for name in brokers}
             for round_ in range(rounds):  # brokers interleaved within each round
                 for name in brokers:
+                    os.environ["BENCH_HISTORY"] = "0" if name == NO_HISTORY else "1"
                     began = time.monotonic()
                     runs[name].append(run(name, args, workdir))
                     print(f"... {phase} {name} round {round_ + 1}/{rounds}: "

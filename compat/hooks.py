@@ -55,6 +55,9 @@ def connect_celery_signals() -> bool:
         signals.before_task_publish.connect(
             _mark_unset_priority, weak=False, dispatch_uid="gorelay-unset-priority"
         )
+        from . import signals as history_signals
+
+        history_signals.connect()
     except (ImportError, AttributeError):
         return False
     return True
