@@ -8,6 +8,7 @@ import it: the ``kombu.serializers`` entry point does (see README).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from .errors import (
     ConfigurationError,
@@ -45,7 +46,18 @@ def register() -> None:
 
 register()
 
+
+def __getattr__(name: str) -> Any:
+    # ``from gorelay_kombu import Relay`` imports Celery; ``import gorelay_kombu`` does not.
+    if name == "Relay":
+        from .compat.relay import Relay
+
+        return Relay
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "Relay",
     "ConfigurationError", "GoRelayError", "InvalidOption", "InvalidURL", "MessageTooLarge",
     "NotAStoreError", "SchemaVersionError", "StoreAccessError", "StoreAuthenticationError",
     "StoreError", "StoreKeyConflict", "StoreLocationError", "StorePermissionError",
