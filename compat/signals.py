@@ -13,6 +13,7 @@ import sys
 import time
 import traceback as tb
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from celery import signals
@@ -165,7 +166,7 @@ def _publishing_app() -> Any:
     calls up (Signal.send, :func:`_safe`, the handler).  Falls back to the
     current app.
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(8):
         if frame is None:
             break

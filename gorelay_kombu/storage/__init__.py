@@ -11,7 +11,8 @@ from .base import DEAD, LEASED, READY, SCHEDULED, NewMessage, QueueStats, Reserv
 
 __all__ = [
     "DEAD", "LEASED", "READY", "SCHEDULED",
-    "NewMessage", "QueueStats", "Reserved", "STORES", "Store", "Waiter", "open_store", "store_class",
+    "NewMessage", "QueueStats", "Reserved", "STORES", "Store", "Waiter",
+    "open_store", "store_class",
 ]
 
 
