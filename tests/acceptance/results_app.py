@@ -7,10 +7,12 @@ through the ``celery.result_backends`` entry point):
 * ``GORELAY_RESULTS_URL``: the store URL (SQLite file, PostgreSQL schema or
   Redis key prefix of the test), broker and backend.
 * ``GORELAY_RESULTS_DIR``: where tasks keep their attempt counters.
+* ``GORELAY_RESULTS_RETENTION``: ``gorelay_history_retention`` as JSON (optional).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -31,6 +33,9 @@ def make_app(url: str = URL) -> Celery:
         worker_hijack_root_logger=True,
         worker_redirect_stdouts=False,
     )
+    retention = os.environ.get("GORELAY_RESULTS_RETENTION")
+    if retention:
+        app.conf.gorelay_history_retention = json.loads(retention)
     return app
 
 

@@ -46,12 +46,12 @@ class ResultsEnv:
         return env
 
     def worker(self, name: str, pool: str = "prefork", concurrency: int = 3,
-               queues: str = "celery") -> Worker:
+               queues: str = "celery", env: dict[str, str] | None = None) -> Worker:
         nodename = f"{name}-{uuid.uuid4().hex[:8]}@results"
         argv = [sys.executable, "-m", "celery", "-A", "results_app", "worker", "-n", nodename,
                 "-P", pool, "-c", str(concurrency), "-Q", queues, "-l", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        worker = Worker(nodename, nodename, argv, self.environ(), self.dir,
+        worker = Worker(nodename, nodename, argv, {**self.environ(), **(env or {})}, self.dir,
                         self.dir / f"worker-{name}.log")
         self.procs.append(worker)
         return worker.wait_ready()
@@ -271,3 +271,24 @@ def test_expired_results_are_gone_after_cleanup(results, tmp_path) -> None:
     short.backend.cleanup()
     assert store.kv_purge_expired() == 0  # cleanup left no expired row behind
     short.close()
+
+
+@pytest.mark.timeout(120)
+def test_workers_prune_history_past_its_retention(results) -> None:
+    # a worker keeping successes 1 s and failures a day (its upkeep runs at its first beats)
+    done = results.app.send_task("results.add", (5, 5))
+    failed = results.app.send_task("results.decline", ("order-9",))
+    assert done.get(timeout=30) == 10
+    with pytest.raises(Exception):
+        failed.get(timeout=30)
+    _final(results, done.id, "SUCCESS")
+    _final(results, failed.id, "FAILURE")
+    pruner = results.worker("pruner", pool="threads", concurrency=1, queues="pruner-idle",
+                            env={"GORELAY_RESULTS_RETENTION": '{"SUCCESS": 1, "FAILURE": 86400}'})
+    try:
+        wait_for(lambda: results.history.task(done.id) is None, 30,
+                 "the success to be pruned", results.diag)
+        assert results.history.task(failed.id) is not None  # kept: within its retention
+        assert results.history.events(done.id) == []
+    finally:
+        pruner.stop()
