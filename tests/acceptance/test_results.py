@@ -279,7 +279,9 @@ def test_workers_prune_history_past_its_retention(results) -> None:
     done = results.app.send_task("results.add", (5, 5))
     failed = results.app.send_task("results.decline", ("order-9",))
     assert done.get(timeout=30) == 10
-    with pytest.raises(Exception):
+    import results_app
+
+    with pytest.raises(results_app.PaymentDeclined):
         failed.get(timeout=30)
     _final(results, done.id, "SUCCESS")
     _final(results, failed.id, "FAILURE")

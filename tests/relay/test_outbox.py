@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from gorelay_kombu.compat.recorder import flush_all
-from gorelay_kombu.compat.relay_errors import NotSameDatabase, OutboxError
 from sqlalchemy.orm import Session
 
 from gorelay_kombu import Relay
+from gorelay_kombu.compat.recorder import flush_all
+from gorelay_kombu.compat.relay_errors import NotSameDatabase, OutboxError
 
 pytestmark = pytest.mark.timeout(60)
 

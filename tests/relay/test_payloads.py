@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal, TypedDict
 
 import pytest
+
 from gorelay_kombu.compat.relay_errors import PayloadError
 from gorelay_kombu.compat.relay_payloads import codec_for, payload_type_of
 

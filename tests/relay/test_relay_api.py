@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import kombu
 import pytest
 from celery import Celery
+
+from gorelay_kombu import GoRelayError, Relay
 from gorelay_kombu.compat.recorder import flush_all
 from gorelay_kombu.compat.relay_errors import (
     PayloadError,
@@ -18,8 +20,6 @@ from gorelay_kombu.compat.relay_errors import (
     TopicAlreadyRegistered,
     UnknownTopic,
 )
-
-from gorelay_kombu import GoRelayError, Relay
 from gorelay_kombu.errors import ConfigurationError
 from gorelay_kombu.priority import HIGH, LOW, NORMAL
 

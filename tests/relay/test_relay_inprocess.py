@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from accept_helpers import wait_for
 from celery import current_task
+
 from gorelay_kombu.compat.recorder import flush_all
 from gorelay_kombu.compat.relay_errors import NotDeadError
-
 from gorelay_kombu.retry import Exponential, Fixed
 
 pytestmark = pytest.mark.timeout(60)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from celery import Celery
+
 from gorelay_kombu.compat.recorder import AppHistory, merge_beats
 from gorelay_kombu.compat.registry import worker_status
-
 from gorelay_kombu.errors import InvalidOption
 from gorelay_kombu.history import WorkerBeat, WorkerRecord
 
