@@ -76,11 +76,8 @@ def dashboard(ctx: click.Context, bind: str, token: str | None, read_only: bool,
     mode = ", read-only" if read_only else ""
     click.echo(f"gorelay dashboard on {server.url} ({store.kind} store{mode}); Ctrl-C to stop")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_until_interrupted()
     finally:
-        server.stop()
         store.close()
         if history is not None:
             history.close()

@@ -307,19 +307,10 @@ class _PostgresSink(_Sink):
 
     def put(self, messages: list[NewMessage]) -> None:
         from ..storage import postgres_sql
-        from ..storage.base import READY, SCHEDULED
+        from ..storage.postgres import put_params
 
-        now = time.time()
-        params = {
-            "queues": [m.queue for m in messages],
-            "lanes": [m.lane for m in messages],
-            "states": [SCHEDULED if m.visible_at > now else READY for m in messages],
-            "visible": [max(m.visible_at, now) for m in messages],
-            "payloads": [bytes(m.payload) for m in messages],
-            "expires": [m.expires_at for m in messages],
-            "now": now,
-            "channel": self.store.channel,  # pg_notify: delivered at commit
-        }
+        # pg_notify on the store's channel: delivered at commit
+        params = put_params(messages, time.time(), self.store.channel)
         self._exec(self.store.q(postgres_sql.SQL_PUT), params).fetchall()
 
 

@@ -120,6 +120,15 @@ class DashboardServer:
     def serve_forever(self) -> None:
         self._server.serve_forever(poll_interval=0.2)
 
+    def serve_until_interrupted(self) -> None:
+        """Serve in this thread until Ctrl-C, then stop."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def start(self) -> DashboardServer:
         self.thread = threading.Thread(target=self.serve_forever, name="gorelay-dashboard",
                                        daemon=True)
@@ -170,12 +179,7 @@ def serve(url_or_store: str | Store, bind: str = "127.0.0.1:8080", **kwargs: Any
     """Serve the dashboard until interrupted (Ctrl-C); see :func:`make_server_for`."""
     server = make_server_for(url_or_store, bind, **kwargs)
     logger.info("gorelay dashboard on %s", server.url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 def serve_in_thread(url_or_store: str | Store, bind: str = "127.0.0.1:8080", *,

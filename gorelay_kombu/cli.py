@@ -70,12 +70,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     auth = ", token required" if dash.settings.token else ""
     print(f"gorelay dashboard on {server.url} ({dash.store.kind} store{mode}{auth}); "
           "Ctrl-C to stop", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted()
     return 0
 
 

@@ -342,16 +342,7 @@ class PostgresStore(Store):
                    "visible": max(m.visible_at, now), "payload": bytes(m.payload),
                    "expires": m.expires_at, "now": now, "channel": self.channel}
             return [int(self._fetch(queries.SQL_PUT_ONE, one, idempotent=False)[0][0])]
-        params = {
-            "queues": [m.queue for m in messages],
-            "lanes": [m.lane for m in messages],
-            "states": [SCHEDULED if m.visible_at > now else READY for m in messages],
-            "visible": [max(m.visible_at, now) for m in messages],
-            "payloads": [bytes(m.payload) for m in messages],
-            "expires": [m.expires_at for m in messages],
-            "now": now,
-            "channel": self.channel,
-        }
+        params = put_params(messages, now, self.channel)
         # Not retried: a commit whose answer was lost would store the batch twice.
         rows = self._fetch(queries.SQL_PUT, params, idempotent=False)
         # Ids come from one sequence in insertion (ORDER BY ord) order.
@@ -558,3 +549,17 @@ def _check_connection(conn: psycopg.Connection[Any]) -> None:
     if readable:
         conn.close()  # closed, so the pool discards it instead of handing it out again
         raise psycopg.OperationalError("the server sent data on an idle connection")
+
+
+def put_params(messages: Sequence[NewMessage], now: float, channel: str) -> dict[str, Any]:
+    """The parameters of ``SQL_PUT`` for ``messages`` (``channel``: the NOTIFY channel)."""
+    return {
+        "queues": [m.queue for m in messages],
+        "lanes": [m.lane for m in messages],
+        "states": [SCHEDULED if m.visible_at > now else READY for m in messages],
+        "visible": [max(m.visible_at, now) for m in messages],
+        "payloads": [bytes(m.payload) for m in messages],
+        "expires": [m.expires_at for m in messages],
+        "now": now,
+        "channel": channel,
+    }
