@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import binascii
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ import uuid
 from collections import deque
 from dataclasses import replace
 from datetime import datetime
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +48,42 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
-def _dumps(message: dict[str, Any]) -> bytes:
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder behind _encoder, made once (JSONEncoder.encode makes one per call).
+_c_encode: Any = (
+    None if c_make_encoder is None else c_make_encoder(
+        None, _no_default, encode_basestring_ascii, None, ":", ",", False, False, True)
+)
+
+
+def _json(value: dict[str, Any]) -> str:
     try:
-        return _encoder.encode(message).encode()
+        if _c_encode is not None:
+            return "".join(_c_encode(value, 0))
+        return _encoder.encode(value)
     except TypeError:  # headers with datetimes, UUIDs...: kombu's encoder knows them
-        return str(kombu_json.dumps(message)).encode()
+        return str(kombu_json.dumps(value))
+
+
+def _dumps(message: dict[str, Any], base64_body: str | None = None) -> bytes:
+    """The stored form of kombu's message envelope: compact JSON.
+
+    ``base64_body``: the body when this channel base64-encoded it (only
+    ``[A-Za-z0-9+/=]``): it goes in as it is, without the JSON encoder
+    scanning every character.
+    """
+    body = message.get("body")
+    if base64_body is None or body is not base64_body:
+        return _json(message).encode()
+    rest = message.copy()
+    del rest["body"]
+    tail = _json(rest)  # '{...}': the other keys, spliced in after the body
+    if tail == "{}":
+        return b'{"body":"' + body.encode("ascii") + b'"}'
+    return b'{"body":"' + body.encode("ascii") + b'",' + tail[1:].encode()
 
 
 def _visible_at(message: dict[str, Any]) -> float:
@@ -131,17 +164,47 @@ class Channel(virtual.Channel):
         #: the transport's wake-up generation at which a reserve came back short:
         #: nothing new can be there until the next wake-up (publish, timer, due).
         self._exhausted_at: int | None = None
+        #: the last body encode_body base64-encoded (see _dumps)
+        self._base64_body: str | None = None
 
     # -- publishing -----------------------------------------------------------
     def _next_delivery_tag(self) -> str:
         """Unique across processes (random prefix), cheaper than a uuid4 each."""
         return f"{self._tag_prefix}{next(self._tag_counter)}"
 
-    def prepare_message(self, body: Any, priority: Any = None, *args: Any, **kw: Any) -> Any:
-        message = super().prepare_message(body, priority, *args, **kw)
-        if priority is not None:  # kombu's ``priority or default`` turns 0 into unset
-            message["properties"]["priority"] = priority
-        return message
+    def encode_body(self, body: Any, encoding: str | None = None) -> tuple[Any, str | None]:
+        """kombu's base64 codec, in one C call (the same text as ``base64.b64encode``)."""
+        if encoding == "base64":
+            raw = body.encode() if isinstance(body, str) else body
+            encoded = self._base64_body = binascii.b2a_base64(raw, newline=False).decode("ascii")
+            return encoded, encoding
+        return super().encode_body(body, encoding)
+
+    def prepare_message(self, body: Any, priority: Any = None, content_type: Any = None,
+                        content_encoding: Any = None, headers: Any = None,
+                        properties: Any = None) -> Any:
+        """kombu's envelope, but an explicit priority always wins, 0 included
+        (kombu's ``priority or default`` turns 0, the most urgent, into unset)."""
+        properties = properties or {}
+        properties.setdefault("delivery_info", {})
+        if priority is not None:
+            properties["priority"] = priority
+        else:
+            properties.setdefault("priority", self.default_priority)
+        return {"body": body, "content-encoding": content_encoding,
+                "content-type": content_type, "headers": headers or {},
+                "properties": properties}
+
+    def _inplace_augment_message(self, message: dict[str, Any], exchange: str,
+                                 routing_key: str) -> None:
+        """kombu's, with plain assignments (the same keys in the same order)."""
+        message["body"], body_encoding = self.encode_body(message["body"], self.body_encoding)
+        properties = message["properties"]
+        properties["body_encoding"] = body_encoding
+        properties["delivery_tag"] = f"{self._tag_prefix}{next(self._tag_counter)}"
+        info = properties["delivery_info"]
+        info["exchange"] = exchange
+        info["routing_key"] = routing_key
 
     def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str,
                       **kwargs: Any) -> None:
@@ -150,17 +213,20 @@ class Channel(virtual.Channel):
         Topic and fanout exchanges go through kombu's exchange types; an
         unmatched direct message falls back to kombu's dead-letter rules.
         """
-        if not exchange or self.typeof(exchange).type != "direct":
-            return super().basic_publish(message, exchange, routing_key, **kwargs)
-        self._inplace_augment_message(message, exchange, routing_key)
-        if not self.store.put_routed(exchange, routing_key, self._encode("", message)):
-            queues = sorted(q for q in self._lookup(exchange, routing_key) if q)
-            if queues:
-                self._store(queues, message)
-        return None
+        try:
+            if not exchange or self.typeof(exchange).type != "direct":
+                return super().basic_publish(message, exchange, routing_key, **kwargs)
+            self._inplace_augment_message(message, exchange, routing_key)
+            if not self.store.put_routed(exchange, routing_key, self._encode("", message)):
+                queues = sorted(q for q in self._lookup(exchange, routing_key) if q)
+                if queues:
+                    self._store(queues, message)
+            return None
+        finally:
+            self._base64_body = None  # do not keep a large body alive
 
     def _encode(self, queue: str, message: dict[str, Any]) -> NewMessage:
-        payload = _dumps(message)
+        payload = _dumps(message, self._base64_body)
         limit = self.connection.max_message_bytes
         if len(payload) > limit:
             raise MessageTooLarge(

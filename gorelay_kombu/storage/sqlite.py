@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..doorbell import Doorbell, SocketWaiter, doorbell_dir
+from ..doorbell import Doorbell, PipeWaiter, doorbell_dir
 from ..errors import (
     InvalidOption,
     SchemaVersionError,
@@ -286,9 +286,9 @@ class SQLiteStore(Store):
         Checkpointer.watch(self)
         if len(messages) == 1 and self._write_lock.acquire(blocking=False):
             try:  # nobody else is writing here: one autocommit INSERT is one commit
-                now = time.time()
                 try:
-                    cur = self._conn().execute(q.SQL_PUT, _put_params(messages[0], now))
+                    cur = self._put_cursor().execute(
+                        q.SQL_PUT, _put_params(messages[0], time.time()))
                 except sqlite3.Error as exc:
                     raise self._wrap(exc) from exc
                 ids = [int(cur.lastrowid or 0)]
@@ -296,7 +296,37 @@ class SQLiteStore(Store):
                 self._write_lock.release()
             self._doorbell.ring()
             return ids
-        request = _PutRequest(messages)
+        return self._group_put(_PutRequest(messages)).ids
+
+    def put_routed(self, exchange: str, routing_key: str, message: NewMessage) -> int:
+        """Route by the committed bindings and insert, in one statement and one
+        commit (group commit as :meth:`put_many` when threads contend)."""
+        if not self._checkpointed:
+            Checkpointer.watch(self)
+        if self._write_lock.acquire(blocking=False):
+            try:  # the usual case: one autocommit INSERT ... SELECT is one commit
+                now = time.time()
+                visible_at, expires_at = message.visible_at, message.expires_at
+                params: tuple[Any, ...] = (
+                    exchange, routing_key, message.lane,
+                    READY if visible_at <= now else SCHEDULED, max(visible_at, now), now,
+                    message.payload)  # as _routed_params
+                if expires_at is None:
+                    sql = q.SQL_PUT_ROUTED_NO_EXPIRY
+                else:
+                    sql, params = q.SQL_PUT_ROUTED, (*params, expires_at)
+                try:
+                    count: int = self._put_cursor().execute(sql, params).rowcount
+                except sqlite3.Error as exc:
+                    raise self._wrap(exc) from exc
+            finally:
+                self._write_lock.release()
+            if count:
+                self._doorbell.ring()
+            return count
+        return self._group_put(_PutRequest((), (exchange, routing_key, message))).routed_count
+
+    def _group_put(self, request: _PutRequest) -> _PutRequest:
         with self._lock:
             self._pending_puts.append(request)
         with self._write_lock:
@@ -306,22 +336,36 @@ class SQLiteStore(Store):
                 self._commit_puts(batch)
         if request.error is not None:
             raise request.error
-        return request.ids
+        return request
+
+    def _put_cursor(self) -> sqlite3.Cursor:
+        """This thread's cursor for inserts (one cursor per statement is slower)."""
+        cursor: sqlite3.Cursor | None = getattr(self._local, "put_cursor", None)
+        if cursor is None or os.getpid() != self._pid:  # first use in this thread, or forked
+            conn = self._conn()  # (after a fork: resets self._local)
+            cursor = self._local.put_cursor = conn.cursor()
+        return cursor
 
     def _commit_puts(self, batch: list[_PutRequest]) -> None:
         now = time.time()
+        stored = False
         try:
             with self._write() as conn:
                 for request in batch:
                     for m in request.messages:
                         cur = conn.execute(q.SQL_PUT, _put_params(m, now))
                         request.ids.append(int(cur.lastrowid or 0))
+                    if request.routed is not None:
+                        request.routed_count = conn.execute(
+                            q.SQL_PUT_ROUTED, _routed_params(*request.routed, now)).rowcount
+                    stored = stored or bool(request.ids or request.routed_count)
         except BaseException as exc:
             for request in batch:
-                request.ids, request.error = [], exc
+                request.ids, request.routed_count, request.error = [], 0, exc
         for request in batch:
             request.finished = True
-        self._doorbell.ring()
+        if stored:
+            self._doorbell.ring()
 
     def reserve(
         self, queues: Sequence[str], limit: int, owner: str, lease: float
@@ -398,7 +442,7 @@ class SQLiteStore(Store):
         return None if value is None else float(value)
 
     def waiter(self) -> Waiter:
-        return SocketWaiter(self._doorbell_dir)
+        return PipeWaiter(self._doorbell_dir)
 
     # -- bindings -------------------------------------------------------------
     def declare_exchange(self, exchange: str, type: str) -> None:
@@ -423,7 +467,8 @@ class SQLiteStore(Store):
             self._bindings_changed()
 
     def bindings(self, exchange: str) -> list[tuple[str, str | None, str]]:
-        """Bindings are read on every publish, so they are cached per process.
+        """Bindings are read on every topic and fanout publish (direct routing
+        reads them inside its INSERT, see put_routed), so they are cached per process.
 
         The cache is keyed by the modification time of a stamp file beside the
         database, which every process changes right after it commits a change
@@ -522,7 +567,7 @@ class SQLiteStore(Store):
             return conn.execute(q.SQL_KV_PURGE_EXPIRED, (time.time(),)).rowcount
 
     def kv_waiter(self) -> Waiter:
-        return SocketWaiter(self._kv_doorbell_dir)
+        return PipeWaiter(self._kv_doorbell_dir)
 
     # -- inspection -------------------------------------------------------------
     def queue_stats(self) -> list[QueueStats]:
@@ -561,11 +606,27 @@ def _put_params(m: NewMessage, now: float) -> tuple[Any, ...]:
     return (m.queue, m.lane, state, max(m.visible_at, now), now, m.payload, m.expires_at)
 
 
-class _PutRequest:
-    __slots__ = ("messages", "ids", "error", "finished")
+def _routed_params(
+    exchange: str, routing_key: str, m: NewMessage, now: float
+) -> tuple[Any, ...]:
+    state = SCHEDULED if m.visible_at > now else READY
+    return (exchange, routing_key, m.lane, state, max(m.visible_at, now), now, m.payload,
+            m.expires_at)
 
-    def __init__(self, messages: Sequence[NewMessage]) -> None:
+
+class _PutRequest:
+    """One caller's messages (or one routed message) waiting for a group commit."""
+
+    __slots__ = ("messages", "routed", "ids", "routed_count", "error", "finished")
+
+    def __init__(
+        self,
+        messages: Sequence[NewMessage],
+        routed: tuple[str, str, NewMessage] | None = None,
+    ) -> None:
         self.messages = messages
+        self.routed = routed
         self.ids: list[int] = []
+        self.routed_count = 0
         self.error: BaseException | None = None
         self.finished = False

@@ -88,6 +88,22 @@ SQL_PUT = (
     "   ELSE min(?7, ?5 + q.message_ttl) END"
     "  FROM (SELECT (SELECT message_ttl FROM gorelay_queues WHERE name = ?1) AS message_ttl) q))"
 )
+# Direct routing and the insert in one statement (every Celery task publish):
+# one row per queue bound to exchange ?1 with routing key ?2, in queue order;
+# the expiry rule is SQL_PUT's.  The bindings are the committed ones, never a copy.
+_PUT_ROUTED = (
+    "INSERT INTO gorelay_messages"
+    " (queue, lane, state, visible_at, created_at, payload, expires_at)"
+    " SELECT b.queue, ?3, ?4, ?5, ?6, ?7, CASE"
+    "   WHEN q.message_ttl IS NULL THEN {expires}"
+    "   WHEN {expires} IS NULL THEN ?6 + q.message_ttl"
+    "   ELSE min({expires}, ?6 + q.message_ttl) END"
+    " FROM gorelay_bindings b LEFT JOIN gorelay_queues q ON q.name = b.queue"
+    " WHERE b.exchange = ?1 AND b.routing_key = ?2 ORDER BY b.queue"
+)
+SQL_PUT_ROUTED = _PUT_ROUTED.format(expires="?8")
+#: the same for a message without its own expiry (binding no None is cheaper)
+SQL_PUT_ROUTED_NO_EXPIRY = _PUT_ROUTED.format(expires="NULL")
 SQL_ANY_READY = f"SELECT 1 FROM gorelay_messages WHERE state = {READY} AND queue = ? LIMIT 1"
 SQL_ANY_DUE = (
     f"SELECT 1 FROM gorelay_messages WHERE state IN ({SCHEDULED}, {LEASED})"

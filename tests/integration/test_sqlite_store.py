@@ -24,6 +24,8 @@ HOT_QUERIES = {
     "ack": (q.SQL_ACK, (1,)),
     "size": (q.SQL_SIZE, ("q",)),
     "put": (q.SQL_PUT, ("q", 1, 0, 1.0, 1.0, b"x", None)),
+    "put_routed": (q.SQL_PUT_ROUTED, ("x", "k", 1, 0, 1.0, 1.0, b"x", None)),
+    "put_routed_no_expiry": (q.SQL_PUT_ROUTED_NO_EXPIRY, ("x", "k", 1, 0, 1.0, 1.0, b"x")),
     "probe": (q._probe_sql(2), (1.0, 1.0, "a", "b")),
 }
 
@@ -41,6 +43,7 @@ def test_hot_queries_never_scan_the_messages_table(store, name):
     sql, params = HOT_QUERIES[name]
     plan = [row[3] for row in store._conn().execute("EXPLAIN QUERY PLAN " + sql, params)]
     assert not any(step.startswith("SCAN gorelay_messages") for step in plan), plan
+    assert not any(step.startswith("SCAN gorelay_bindings") for step in plan), plan
 
 
 def test_wal_and_synchronous_normal_by_default(store):
