@@ -34,6 +34,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,8 @@ class SQLiteStore(Store):
         self._checkpointed = False
         self._stamp_path = self.path + "-gorelay-bindings"
         self._bindings_cache: dict[str, tuple[int, list[tuple[str, str | None, str]]]] = {}
-        self._conns: list[sqlite3.Connection] = []
+        #: every thread's connection, until that thread ends or close() (see _Held)
+        self._conns: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._pid = os.getpid()
         self._doorbell_dir = doorbell_dir(self.path)
         self._doorbell = Doorbell(self._doorbell_dir)
@@ -116,18 +118,17 @@ class SQLiteStore(Store):
             # After fork: never use the parent's connections (SQLite forbids it).
             self._pid = os.getpid()
             self._local = threading.local()
-            self._conns = []
+            self._conns = weakref.WeakSet()
             self._lock = threading.Lock()
             self._write_lock = threading.RLock()
             self._pending_puts = []
             self._checkpointed = False
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None:
+            held = self._local.held = _Held(self._connect())
             with self._lock:
-                self._conns.append(conn)
-        return conn
+                self._conns.add(held)
+        return held.conn
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -588,15 +589,12 @@ class SQLiteStore(Store):
     def close(self) -> None:
         Checkpointer.forget(self)
         with self._lock:
-            conns, self._conns = self._conns, []
+            held, self._conns = list(self._conns), weakref.WeakSet()
         self._local = threading.local()
         if os.getpid() != self._pid:
             return
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+        for h in held:
+            _close_quietly(h.conn)
         self._doorbell.close()
         self._kv_doorbell.close()
 
@@ -630,3 +628,24 @@ class _PutRequest:
         self.routed_count = 0
         self.error: BaseException | None = None
         self.finished = False
+
+
+class _Held:
+    """One thread's connection, closed when that thread ends.
+
+    The thread-local slot is the only strong reference, so a thread-per-request
+    web app that enqueues does not keep a file descriptor per finished thread.
+    """
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        weakref.finalize(self, _close_quietly, conn)
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass

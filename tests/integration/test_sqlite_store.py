@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import sqlite3
+import threading
 
 import pytest
 
@@ -97,3 +100,20 @@ def test_binding_changes_reach_a_caching_reader_at_once(tmp_path):
     finally:
         reader.close()
         writer.close()
+
+
+def test_finished_threads_do_not_keep_connections_open(store):
+    # a thread-per-request web app enqueues from many short-lived threads
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    store.size("q")
+    gc.collect()
+    before = fds()
+    for _ in range(30):
+        t = threading.Thread(target=store.size, args=("q",))
+        t.start()
+        t.join()
+    gc.collect()
+    assert fds() <= before + 2  # not 30 more (each connection holds the db and its WAL)
+    assert store.size("q") == 0  # the store still works in this thread
