@@ -641,7 +641,10 @@ class _Held:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        weakref.finalize(self, _close_quietly, conn)
+        # Not at interpreter exit: other threads (history, checkpoints) may still be
+        # using their connections then, and closing one under them can crash sqlite3;
+        # the process's exit closes the descriptors anyway.
+        weakref.finalize(self, _close_quietly, conn).atexit = False
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:

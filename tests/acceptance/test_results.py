@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -285,6 +286,9 @@ def test_workers_prune_history_past_its_retention(results) -> None:
         failed.get(timeout=30)
     _final(results, done.id, "SUCCESS")
     _final(results, failed.id, "FAILURE")
+    # past the 1 s retention before the pruner's first upkeep (its next is a minute later)
+    wait_for(lambda: time.time() - results.history.task(done.id).updated_at > 1.5, 10,
+             "the success to be older than its retention")
     pruner = results.worker("pruner", pool="threads", concurrency=1, queues="pruner-idle",
                             env={"GORELAY_RESULTS_RETENTION": '{"SUCCESS": 1, "FAILURE": 86400}'})
     try:
