@@ -10,9 +10,10 @@ task's ``max_retries``, or ``MaxRetriesExceededError``).
 Signal handlers only append to an in-memory buffer; one thread per process
 flushes it with :meth:`History.record` every :data:`FLUSH_SECONDS` (or as
 soon as :data:`FLUSH_EVENTS` wait), so history costs a task a few
-microseconds, not a commit.  History is a record, not the queue: a process
-killed with SIGKILL loses at most its last unflushed fraction of a second
-of events, never a task.
+microseconds, not a commit, and one batch holds all the events of most
+tasks (:meth:`History.record` writes each task once per batch).  History is
+a record, not the queue: a process killed with SIGKILL loses at most its
+last unflushed fraction of a second of events, never a task.
 
 Celery settings (``app.conf``):
 
@@ -37,7 +38,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +51,7 @@ from .stores import gorelay_url, shared_store, store_options
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.1
-FLUSH_EVENTS = 500
+FLUSH_EVENTS = 2000
 #: events kept while the store is unreachable; older ones are dropped beyond it
 MAX_BUFFER = 100_000
 ARGS_MODES = ("truncated", "full", "none")
@@ -63,35 +63,45 @@ class Recorder:
     def __init__(self, url: str, options: dict[str, Any]) -> None:
         self.url = url
         self.options = options
-        self._events: deque[TaskEvent] = deque()
+        self._reset()
+        _every_recorder.add(self)
+
+    def _reset(self) -> None:
+        """Empty buffers, fresh locks, no thread (also in a forked child: its parent
+        writes what it had buffered, and a lock held at the fork stays held)."""
+        #: buffered events as plain tuples (TaskEvent's fields): the garbage collector
+        #: need not visit them while they wait, which a busy worker would pay for
+        self._events: deque[tuple[Any, ...]] = deque()
         self._beats: deque[WorkerBeat] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     @property
     def store(self) -> Store:
         return shared_store(self.url, self.options)
 
-    def add(self, event: TaskEvent) -> None:
-        self._events.append(event)
-        if len(self._events) > MAX_BUFFER:
-            self._events.popleft()
-        self._ensure_thread()
-        if len(self._events) >= FLUSH_EVENTS:
+    def add(self, task_id: str, event: str, at: float, fields: dict[str, Any],
+            worker: str | None = None, info: str | None = None) -> None:
+        """Buffer one event (the fields of a :class:`TaskEvent`)."""
+        events = self._events
+        events.append((task_id, event, at, fields, worker, info))
+        waiting = len(events)
+        if waiting > MAX_BUFFER:
+            events.popleft()
+        if self._thread is None:
+            self._ensure_thread()
+        if waiting >= FLUSH_EVENTS:
             self._wake.set()
 
     def beat(self, beat: WorkerBeat) -> None:
         self._beats.append(beat)
-        self._ensure_thread()
+        if self._thread is None:
+            self._ensure_thread()
 
     def _ensure_thread(self) -> None:
-        if self._pid == os.getpid() and self._thread is not None:
-            return
-        with self._lock:
-            if self._pid != os.getpid() or self._thread is None:
-                self._pid = os.getpid()
+        with self._lock:  # a forked child starts without one (_reset)
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="gorelay-history", daemon=True)
                 self._thread.start()
@@ -105,40 +115,72 @@ class Recorder:
     def flush(self) -> None:
         """Write what is buffered now (the caller's thread; safe beside the flusher)."""
         with self._lock:
-            events = _take(self._events)
+            raw = _take(self._events)
+            events = [TaskEvent(*e) for e in raw]
             beats = _take(self._beats)
             if not events and not beats:
                 return
-            try:
+            written: list[TaskEvent] = []
+            try:  # history must never break a task or a worker
                 history = self.store.history()
                 if events:
                     history.record(events)
+                written = events
+                beats += finished_beats(events)  # counted once the events are in
                 if beats:
                     history.heartbeat(merge_beats(beats))
-            except Exception:  # history must never break a task or a worker
+            except Exception:
                 logger.warning("gorelay: could not write %d history event(s) to %s; "
-                               "keeping them for the next try", len(events), self.url,
+                               "keeping them for the next try",
+                               len(events) - len(written) + len(beats), self.url,
                                exc_info=True)
-                self._events.extendleft(reversed(events))
+                if not written:
+                    self._events.extendleft(reversed(raw))
                 self._beats.extendleft(reversed(beats))
                 time.sleep(FLUSH_SECONDS)
 
 
+_BEAT_FIELDS = ("pid", "pool", "concurrency", "queues", "started_at", "stopped")
+#: event -> (done, failed) it adds to its worker's counts
+_FINISHED = {"succeeded": (1, 0), "failed": (0, 1), "dead": (0, 1)}
+
+
+def finished_beats(events: list[TaskEvent]) -> list[WorkerBeat]:
+    """Tasks done / failed per worker among ``events``, as beats that only carry counts
+    (the workers' counts follow the events their tasks recorded)."""
+    per: dict[str, list[Any]] = {}
+    for e in events:
+        counts = _FINISHED.get(e.event)
+        if counts is None or not e.worker:
+            continue
+        entry = per.get(e.worker)
+        if entry is None:
+            per[e.worker] = [e.at, *counts]
+        else:
+            entry[0] = max(entry[0], e.at)
+            entry[1] += counts[0]
+            entry[2] += counts[1]
+    return [WorkerBeat(host, at, done=done, failed=failed)
+            for host, (at, done, failed) in per.items()]
+
+
 def merge_beats(beats: list[WorkerBeat]) -> list[WorkerBeat]:
     """One beat per worker: counts added up, other fields from the latest beat giving them."""
-    merged: dict[str, WorkerBeat] = {}
+    merged: dict[str, dict[str, Any]] = {}
     for beat in beats:
-        old = merged.get(beat.hostname)
-        if old is None:
-            merged[beat.hostname] = beat
-            continue
-        newer = {f: getattr(beat, f) for f in ("pid", "pool", "concurrency", "queues",
-                                                 "started_at") if getattr(beat, f) is not None}
-        merged[beat.hostname] = replace(
-            old, **newer, at=max(old.at, beat.at), done=old.done + beat.done,
-            failed=old.failed + beat.failed,
-            stopped=old.stopped if beat.stopped is None else beat.stopped)
-    return list(merged.values())
+        m = merged.get(beat.hostname)
+        if m is None:
+            m = merged[beat.hostname] = {"hostname": beat.hostname, "at": beat.at,
+                                         "done": 0, "failed": 0}
+        elif beat.at > m["at"]:
+            m["at"] = beat.at
+        m["done"] += beat.done
+        m["failed"] += beat.failed
+        for name in _BEAT_FIELDS:
+            value = getattr(beat, name)
+            if value is not None:
+                m[name] = value
+    return [WorkerBeat(**m) for m in merged.values()]
 
 
 def _take(buffer: deque[Any]) -> list[Any]:
@@ -173,6 +215,7 @@ class AppHistory:
             raise InvalidOption(
                 f"gorelay_history_args={self.mode!r}; use one of {', '.join(ARGS_MODES)}.")
         self.chars = int(conf.get("gorelay_history_preview_chars") or 200)
+        self.encode = _ENCODER.encode
         redact = conf.get("gorelay_history_redact")
         self.redact: Callable[[str, str, Any], Any] | None = (
             symbol_by_name(redact) if isinstance(redact, str) else redact)
@@ -184,7 +227,7 @@ class AppHistory:
         if self.redact is not None:
             value = self.redact(name, field, value)
         try:
-            text = json.dumps(value, default=repr, ensure_ascii=False)
+            text = "null" if value is None else self.encode(value)
         except (TypeError, ValueError):
             text = json.dumps(repr(value))
         if self.mode == "truncated" and len(text) > self.chars:
@@ -192,8 +235,11 @@ class AppHistory:
         return text
 
 
+#: json.dumps(value, default=repr, ensure_ascii=False), without a new encoder per call
+_ENCODER = json.JSONEncoder(default=repr, ensure_ascii=False)
 _recorders: dict[tuple[str, tuple[tuple[str, str], ...]], Recorder] = {}
 _recorders_lock = threading.Lock()
+_every_recorder: weakref.WeakSet[Recorder] = weakref.WeakSet()  # reset in a forked child
 _apps: weakref.WeakKeyDictionary[Any, AppHistory] = weakref.WeakKeyDictionary()
 
 
@@ -219,7 +265,15 @@ def flush_all() -> None:
         recorder.flush()
 
 
+def _after_fork_in_child() -> None:
+    global _recorders_lock
+    _recorders_lock = threading.Lock()
+    for recorder in list(_every_recorder):
+        recorder._reset()
+
+
 atexit.register(flush_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def epoch(value: Any) -> float | None:

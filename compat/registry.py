@@ -56,14 +56,6 @@ def retention(app: Any) -> dict[str, float]:
     return {**DEFAULT_RETENTION, **(app.conf.get("gorelay_history_retention") or {})}
 
 
-def task_done(h: AppHistory, hostname: str | None, failed: bool) -> None:
-    """Count one finished task for ``hostname`` (sent with the next history flush)."""
-    if not hostname or h.recorder is None:
-        return
-    h.recorder.beat(WorkerBeat(hostname, time.time(), done=0 if failed else 1,
-                               failed=1 if failed else 0))
-
-
 class _Beater:
     """The heartbeat thread of one worker's main process."""
 

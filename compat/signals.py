@@ -1,8 +1,10 @@
 """The Celery signal handlers that feed task history and the worker registry.
 
-Each handler finds the app's :class:`~.recorder.AppHistory` and appends one
-:class:`TaskEvent`; it never raises into Celery (a history problem is
-logged, the task goes on).
+Each handler finds the app's :class:`~.recorder.AppHistory` and buffers one
+event (a :class:`~gorelay_kombu.history.TaskEvent` once flushed); it never
+raises into Celery (a history problem is logged, the task goes on).  The
+tasks each worker did and failed are counted from those events when the
+recorder flushes them, not per task here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 from celery import signals
 from celery.exceptions import MaxRetriesExceededError
 
-from ..history import TaskEvent
 from ..priority import lane_for_priority
 from . import registry
 from .recorder import AppHistory, app_history, epoch
@@ -46,14 +47,15 @@ def _history(app: Any) -> AppHistory | None:
     return found if found.recorder is not None else None
 
 
-def _add(h: AppHistory, task_id: str, event: str, worker: str | None = None,
-         info: str | None = None, **fields: Any) -> None:
+def _add(h: AppHistory, task_id: str, event: str, fields: dict[str, Any],
+         worker: str | None = None, info: str | None = None) -> None:
+    """Buffer one event; ``fields``: the task fields it gives (None: not known here)."""
     assert h.recorder is not None
-    if worker is not None:
-        fields.setdefault("worker", worker)
-    h.recorder.add(TaskEvent(
-        task_id, event, time.time(), {k: v for k, v in fields.items() if v is not None},
-        worker, info))
+    if worker is not None and "worker" not in fields:
+        fields["worker"] = worker
+    if None in fields.values():
+        fields = {k: v for k, v in fields.items() if v is not None}
+    h.recorder.add(task_id, event, time.time(), fields, worker, info)
 
 
 @_safe
@@ -68,12 +70,13 @@ def on_publish(sender: Any = None, body: Any = None, exchange: str = "", routing
     name = headers.get("task") or str(sender)
     args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 \
         else (None, None)
-    _add(h, headers["id"], "sent", name=name, queue=routing_key or exchange,
-         lane=lane_for_priority((properties or {}).get("priority")),
-         eta=epoch(headers.get("eta")), attempt=headers.get("retries") or 0,
-         args=h.render(name, "args", args), kwargs=h.render(name, "kwargs", kwargs),
-         parent_id=headers.get("parent_id"), root_id=headers.get("root_id"),
-         group_id=headers.get("group"))
+    _add(h, headers["id"], "sent", {
+        "name": name, "queue": routing_key or exchange,
+        "lane": lane_for_priority((properties or {}).get("priority")),
+        "eta": epoch(headers.get("eta")), "attempt": headers.get("retries") or 0,
+        "args": h.render(name, "args", args), "kwargs": h.render(name, "kwargs", kwargs),
+        "parent_id": headers.get("parent_id"), "root_id": headers.get("root_id"),
+        "group_id": headers.get("group")})
 
 
 @_safe
@@ -82,8 +85,8 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     if h is None or request is None:
         return
     redelivered = bool((request.delivery_info or {}).get("redelivered"))
-    _add(h, request.id, "received", worker=sender.hostname,
-         info="redelivered" if redelivered else None, name=request.name)
+    _add(h, request.id, "received", {"name": request.name}, sender.hostname,
+         "redelivered" if redelivered else None)
 
 
 @_safe
@@ -93,8 +96,8 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any)
         return
     _started[task_id] = time.perf_counter()
     request = sender.request
-    _add(h, task_id, "started", worker=request.hostname, name=sender.name,
-         attempt=request.retries or 0)
+    _add(h, task_id, "started", {"name": sender.name, "attempt": request.retries or 0},
+         request.hostname)
 
 
 @_safe
@@ -107,11 +110,11 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, einfo:
     when = getattr(reason, "when", None)
     next_at = epoch(when) if not isinstance(when, (int, float)) else time.time() + when
     attempt = (request.retries or 0) + 1
-    _add(h, request.id, "retried", worker=request.hostname,
-         info=f"attempt {attempt} failed: {type(exc).__name__}: {exc}",
-         exc_type=type(exc).__name__, exc_message=str(exc),
-         traceback=getattr(einfo, "traceback", None), next_attempt_at=next_at,
-         runtime=_runtime(request.id))
+    _add(h, request.id, "retried", {
+        "exc_type": type(exc).__name__, "exc_message": str(exc),
+        "traceback": getattr(einfo, "traceback", None), "next_attempt_at": next_at,
+        "runtime": _runtime(request.id),
+    }, request.hostname, f"attempt {attempt} failed: {type(exc).__name__}: {exc}")
 
 
 @_safe
@@ -120,9 +123,8 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if h is None:
         return
     request = sender.request
-    _add(h, request.id, "succeeded", worker=request.hostname,
-         result=h.render(sender.name, "result", result), runtime=_runtime(request.id))
-    registry.task_done(h, request.hostname, failed=False)
+    _add(h, request.id, "succeeded", {"result": h.render(sender.name, "result", result),
+                                      "runtime": _runtime(request.id)}, request.hostname)
 
 
 @_safe
@@ -140,12 +142,11 @@ def on_failure(sender: Any = None, task_id: str = "", exception: BaseException |
     text = getattr(einfo, "traceback", None)
     if text is None and exception is not None:
         text = "".join(tb.format_exception(type(exception), exception, traceback))
-    _add(h, task_id, "dead" if dead else "failed", worker=hostname,
-         info=f"{type(exception).__name__}: {exception}" + (
-             f" (out of retries after {retries})" if dead else ""),
-         exc_type=type(exception).__name__, exc_message=str(exception), traceback=text,
-         runtime=_runtime(task_id))
-    registry.task_done(h, hostname, failed=True)
+    _add(h, task_id, "dead" if dead else "failed", {
+        "exc_type": type(exception).__name__, "exc_message": str(exception),
+        "traceback": text, "runtime": _runtime(task_id),
+    }, hostname, f"{type(exception).__name__}: {exception}" + (
+        f" (out of retries after {retries})" if dead else ""))
 
 
 @_safe
@@ -155,8 +156,8 @@ def on_revoked(sender: Any = None, request: Any = None, terminated: bool = False
     if h is None or request is None:
         return
     why = "expired" if expired else "terminated" if terminated else "revoked"
-    _add(h, request.id, "revoked", worker=getattr(request, "hostname", None), info=why,
-         name=getattr(sender, "name", None))
+    _add(h, request.id, "revoked", {"name": getattr(sender, "name", None)},
+         getattr(request, "hostname", None), why)
 
 
 def _publishing_app() -> Any:

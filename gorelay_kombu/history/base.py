@@ -5,9 +5,12 @@ timeline of :class:`EventRecord` rows.  Writers hand batches of
 :class:`TaskEvent` to :meth:`History.record`; events from different
 processes may arrive out of order, so a record's ``state`` is the state of
 its event with the latest ``at`` (ties: the later-recorded wins), while
-fields merge: a non-None field of any event overwrites the stored value,
-except that fields of an older event never overwrite those set by a newer
-one.
+fields merge event by event, in arrival order: an event at or after the
+record's ``updated_at`` (the latest ``at`` seen before it) overwrites the
+fields it carries (non-None values only; None never clears), and an older
+event only fills fields that are still None.  So fields of an older event
+never overwrite those set by a newer one.  A batch gives the same record as
+its events recorded one at a time.
 
 Reads are for the dashboard and must stay fast at millions of tasks: every
 listing is index-backed and paginated, and :meth:`History.counts`,
@@ -212,7 +215,11 @@ class History(abc.ABC):
         offset: int = 0,
         limit: int = 50,
     ) -> Page:
-        """Tasks matching every filter given, ordered by ``updated_at``.
+        """Tasks matching every filter given, in the order the store first recorded
+        them (newest first unless ``newest_first`` is False).
+
+        A task keeps its place when later events update it, so pages stay put
+        while tasks progress; a batch records its new tasks in task-id order.
 
         ``search`` matches a task id prefix, or a substring of args / kwargs
         (bound parameters only; the substring search may scan, the others

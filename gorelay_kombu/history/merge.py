@@ -1,38 +1,63 @@
-"""The merge rules of :mod:`gorelay_kombu.history.base`, in plain Python.
+"""The merge rules of :mod:`gorelay_kombu.history.base`, as one write per task and batch.
 
-The SQL histories lock (or read, under SQLite's write lock) the rows of a
-batch's tasks, merge the batch in with :func:`merge_task` and write the rows
-back, so every store applies the same rules:
+The SQL histories never read a task's row back to merge.  A batch's events
+are grouped per task (:func:`group`); under the write lock a writer reads
+only a few columns of the batch's stored tasks (:data:`LOCKED_COLUMNS`: the
+state for the counters, ``updated_at`` for the field rule, the indexed
+fields) and applies each task's events, one by one in arrival order, to
+what it read: :func:`insert_params` gives the row of a new task and
+:func:`update_params` the ``UPDATE`` of a stored one, which sets only the
+columns that move, so that an update leaves the listing indexes alone
+unless their columns change.  The rules, per event:
 
-* ``state`` is the state of the task's state-moving event with the latest
-  ``at`` (ties: the later-recorded wins); the row keeps that ``at`` in
-  ``state_at``.
-* a non-None field of an event overwrites the stored value unless that
-  field was set by a newer event: the row keeps, per field, the ``at`` of
-  the event that set it (``field_at``, a JSON object).
-* ``sent_at`` / ``received_at`` / ``started_at``: the latest ``at`` of an
-  event of that name; ``finished_at``: of an event moving to a final state;
-  ``updated_at``: of any event.
+* ``state`` becomes the event's state if it moves the state and its ``at``
+  is at or after ``state_at`` (the ``at`` of the event that set the state;
+  ties: the later-recorded wins);
+* an event at or after the record's ``updated_at`` overwrites the fields it
+  carries; an older event only fills fields still None (for fields the
+  writer did not read, the ``UPDATE`` does that: ``coalesce``);
+* ``sent_at`` / ``received_at`` / ``started_at`` take the latest ``at`` of an
+  event of that name, ``finished_at`` of an event moving to a final state,
+  ``updated_at`` of any event.
 
-:func:`merge_task` also returns the counter changes the batch makes (tasks
-per state, succeeded / failed per minute, runtime histogram buckets).
+:func:`group` also returns the counter changes that need no stored row
+(succeeded / failed per minute, runtime histogram buckets); tasks per state
+follow from the old and new states (:meth:`CounterDeltas.state_change`).
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from .base import EVENT_STATES, FINAL_STATES, RUNTIME_BUCKETS, STATES, TaskEvent, TaskRecord
+from .base import (
+    EVENT_STATES,
+    FINAL_STATES,
+    RUNTIME_BUCKETS,
+    STATES,
+    TASK_FIELDS,
+    TaskEvent,
+    TaskRecord,
+)
 
 #: the columns of a task row that make a TaskRecord, in TaskRecord order
 RECORD_COLUMNS = tuple(f.name for f in fields(TaskRecord))
-#: every column of a task row: the record's plus the merge bookkeeping
-ROW_COLUMNS = (*RECORD_COLUMNS, "state_at", "field_at")
+#: the times an event moves forward (besides updated_at)
+STAMP_COLUMNS = ("sent_at", "received_at", "started_at", "finished_at")
+#: every column of a task row the writers set: the record's, the merge bookkeeping and
+#: the timeline (``seq``, the listing order, is the store's)
+ROW_COLUMNS = (*RECORD_COLUMNS, "state_at", "timeline")
+#: the task fields an index lists by: an update sets them only when they change
+INDEXED_FIELDS = ("name", "queue", "root_id")
+#: what a writer reads of each stored task of a batch, under the write lock
+LOCKED_COLUMNS = ("task_id", "state", "state_at", "updated_at", *INDEXED_FIELDS)
+#: prefix of a shape item for a field an older event only fills (see update_params)
+FILL = "?"
 
 #: how each task field is stored (values arrive as str / int / float)
 FIELD_TYPES: dict[str, type] = {
@@ -41,6 +66,7 @@ FIELD_TYPES: dict[str, type] = {
     "parent_id": str, "root_id": str, "group_id": str, "retry_of": str, "attempt": int,
     "runtime": float, "next_attempt_at": float,
 }
+assert tuple(FIELD_TYPES) == TASK_FIELDS
 #: event name -> the timestamp column it sets
 STAMPS = {"sent": "sent_at", "received": "received_at", "started": "started_at"}
 #: state of a record whose events so far only added to the timeline
@@ -53,6 +79,8 @@ FAILED_METRIC = "failed"  # bucket: minute; FAILURE and DEAD
 RUNTIME_METRIC = "runtime"  # bucket: index in RUNTIME_BUCKETS, len() for +Inf
 THROUGHPUT_EVENTS = {"succeeded": SUCCEEDED_METRIC, "failed": FAILED_METRIC,
                      "dead": FAILED_METRIC}
+_STATE_INDEX = {s: i for i, s in enumerate(STATES)}
+_INDEXED = {name: LOCKED_COLUMNS.index(name) for name in INDEXED_FIELDS}
 
 
 class CounterDeltas:
@@ -66,10 +94,17 @@ class CounterDeltas:
 
     def add(self, metric: str, bucket: int, n: int, total: float = 0.0) -> None:
         self.n[(metric, bucket)] += n
-        self.total[(metric, bucket)] += total
+        if total:
+            self.total[(metric, bucket)] += total
+
+    def copy(self) -> CounterDeltas:
+        other = CounterDeltas()
+        other.n.update(self.n)
+        other.total.update(self.total)
+        return other
 
     def rows(self) -> list[dict[str, Any]]:
-        """Non-zero changes as parameter rows, in key order (the lock order)."""
+        """Non-zero changes as parameter rows, in key order."""
         keys = sorted(k for k in self.n if self.n[k] or self.total.get(k))
         return [{"metric": m, "bucket": b, "n": self.n[(m, b)],
                  "total": self.total.get((m, b), 0.0)} for m, b in keys]
@@ -78,9 +113,9 @@ class CounterDeltas:
         if old == new:
             return
         if old is not None:
-            self.add(STATE_METRIC, STATES.index(old), -1)
+            self.add(STATE_METRIC, _STATE_INDEX[old], -1)
         if new is not None:
-            self.add(STATE_METRIC, STATES.index(new), 1)
+            self.add(STATE_METRIC, _STATE_INDEX[new], 1)
 
 
 def runtime_bucket(runtime: float) -> int:
@@ -88,60 +123,149 @@ def runtime_bucket(runtime: float) -> int:
     return bisect.bisect_left(RUNTIME_BUCKETS, runtime)
 
 
-def new_row(task_id: str) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(ROW_COLUMNS)
-    row.update(task_id=task_id, state=INITIAL_STATE, field_at="{}")
-    return row
-
-
-def _later(current: float | None, at: float) -> float:
-    return at if current is None or at > current else current
-
-
-def merge_task(
-    row: dict[str, Any] | None, task_id: str, events: Sequence[TaskEvent],
-    deltas: CounterDeltas,
-) -> dict[str, Any]:
-    """Merge ``events`` (in arrival order) into ``row`` (None: a new task).
-
-    Returns the new row and adds the counter changes to ``deltas``.
-    """
-    old_state = None if row is None else row["state"]
-    row = new_row(task_id) if row is None else dict(row)
-    field_at: dict[str, float] = json.loads(row["field_at"] or "{}")
+def group(events: Sequence[TaskEvent]) -> tuple[dict[str, list[TaskEvent]], CounterDeltas]:
+    """The events of each task in arrival order (task ids sorted: the lock order) and
+    the counter changes that need no stored row."""
+    by_task: dict[str, list[TaskEvent]] = {}
+    deltas = CounterDeltas()
+    n = deltas.n
     for e in events:
-        at = float(e.at)
-        state = EVENT_STATES.get(e.event)
-        if state is not None and (row["state_at"] is None or at >= row["state_at"]):
-            row["state"], row["state_at"] = state, at
-        stamp = STAMPS.get(e.event)
-        if stamp is not None:
-            row[stamp] = _later(row[stamp], at)
-        if state in FINAL_STATES:
-            row["finished_at"] = _later(row["finished_at"], at)
-        row["updated_at"] = _later(row["updated_at"], at)
-        for name, value in e.fields.items():
-            kind = FIELD_TYPES.get(name)
-            if kind is None or value is None:
-                continue  # not a task field, or "not known here": never clears
-            if field_at.get(name, at) > at:
-                continue  # a newer event set it
-            row[name] = kind(value)
-            field_at[name] = at
+        found = by_task.get(e.task_id)
+        if found is None:
+            by_task[e.task_id] = [e]
+        else:
+            found.append(e)
         metric = THROUGHPUT_EVENTS.get(e.event)
         if metric is not None:
-            deltas.add(metric, int(at // 60), 1)
+            n[(metric, int(e.at // 60))] += 1
         runtime = e.fields.get("runtime")
         if runtime is not None:
             deltas.add(RUNTIME_METRIC, runtime_bucket(float(runtime)), 1, float(runtime))
-    row["field_at"] = json.dumps(field_at, separators=(",", ":"), sort_keys=True)
-    deltas.state_change(old_state, row["state"])
+    return {task_id: by_task[task_id] for task_id in sorted(by_task)}, deltas
+
+
+def insert_params(task_id: str, events: Sequence[TaskEvent]) -> dict[str, Any]:
+    """The row of a new task after ``events``: its non-None columns (keys in the order
+    the events give them, so the same events give the same columns)."""
+    row: dict[str, Any] = {"task_id": task_id}
+    state = state_at = updated = None
+    for e in events:
+        at = float(e.at)
+        newer = updated is None or at >= updated
+        if newer:
+            updated = at
+        moved = EVENT_STATES.get(e.event)
+        if moved is not None:
+            if state_at is None or at >= state_at:
+                state, state_at = moved, at
+            if moved in FINAL_STATES and at > row.get("finished_at", -math.inf):
+                row["finished_at"] = at
+        stamp = STAMPS.get(e.event)
+        if stamp is not None and at > row.get(stamp, -math.inf):
+            row[stamp] = at
+        for name, value in e.fields.items():
+            if value is None:
+                continue  # "not known here": never clears
+            kind = FIELD_TYPES.get(name)
+            if kind is not None and (newer or name not in row):  # else: not a task field
+                row[name] = kind(value)
+    row["state"] = state or INITIAL_STATE
+    if state_at is not None:
+        row["state_at"] = state_at
+    row["updated_at"] = updated
+    row["timeline"] = timeline_text(events)
     return row
 
 
-def group_by_task(events: Sequence[TaskEvent]) -> dict[str, list[TaskEvent]]:
-    """Events per task id, in arrival order, task ids sorted (the lock order)."""
-    grouped: dict[str, list[TaskEvent]] = {}
+def update_params(stored: Sequence[Any], events: Sequence[TaskEvent],
+                  ) -> tuple[tuple[str, ...], dict[str, Any], str]:
+    """``(shape, params, state)``: the UPDATE applying ``events`` to a stored task.
+
+    ``stored`` holds the task's :data:`LOCKED_COLUMNS`; ``state`` is its state
+    after.  The shape names the columns the UPDATE sets (``sql_queries.update_task``
+    builds it): state, ``state_at``, ``updated_at`` and changed indexed fields as
+    merged here, stamps as times that only move forward, other fields as given or,
+    with the :data:`FILL` prefix, only where still None.
+    """
+    task_id, old_state, old_state_at, old_updated = stored[0], stored[1], stored[2], stored[3]
+    state, state_at, updated = old_state, old_state_at, old_updated
+    params: dict[str, Any] = {"task_id": task_id, "timeline": "," + timeline_text(events)}
+    fills: dict[str, bool] = {}  # field -> only fills (no event as new as the record gave it)
+    stamps: dict[str, float] = {}
     for e in events:
-        grouped.setdefault(e.task_id, []).append(e)
-    return {task_id: grouped[task_id] for task_id in sorted(grouped)}
+        at = float(e.at)
+        newer = at >= updated
+        if newer:
+            updated = at
+        moved = EVENT_STATES.get(e.event)
+        if moved is not None:
+            if state_at is None or at >= state_at:
+                state, state_at = moved, at
+            if moved in FINAL_STATES and at > stamps.get("finished_at", -math.inf):
+                stamps["finished_at"] = at
+        stamp = STAMPS.get(e.event)
+        if stamp is not None and at > stamps.get(stamp, -math.inf):
+            stamps[stamp] = at
+        for name, value in e.fields.items():
+            if value is None:
+                continue
+            kind = FIELD_TYPES.get(name)
+            if kind is None:
+                continue
+            if newer:
+                params[name] = kind(value)
+                fills[name] = False
+            elif name not in fills:  # the first older event carrying it fills it
+                params[name] = kind(value)
+                fills[name] = True
+    shape: list[str] = []
+    if state != old_state:
+        shape.append("state")
+        params["state"] = state
+    if state_at != old_state_at:
+        shape.append("state_at")
+        params["state_at"] = state_at
+    if updated != old_updated:
+        shape.append("updated_at")
+        params["updated_at"] = updated
+    for column in STAMP_COLUMNS:
+        if column in stamps:
+            shape.append(column)
+            params[column] = stamps[column]
+    for name, fill in fills.items():  # the same events give the same shape
+        if name in _INDEXED:
+            old = stored[_INDEXED[name]]
+            if (fill and old is not None) or params[name] == old:
+                del params[name]  # unchanged: its index is left alone
+                continue
+            fill = False
+        shape.append(FILL + name if fill else name)
+    return tuple(shape), params, state
+
+
+# -- the timeline column: JSON arrays [event, at, worker, info] joined by commas --------
+_TIMELINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ENCODE_STR = json.encoder.encode_basestring  # a str as JSON text
+_quoted: dict[str, str] = {}  # JSON text of the event names and hostnames seen
+
+
+def timeline_text(events: Sequence[TaskEvent]) -> str:
+    """The timeline entries of ``events``, as the timeline column stores them."""
+    return ",".join([timeline_entry(e.event, float(e.at), e.worker, e.info) for e in events])
+
+
+def timeline_entry(event: str, at: float, worker: str | None, info: str | None) -> str:
+    """``[event, at, worker, info]`` as compact JSON (what ``_TIMELINE`` writes, faster)."""
+    if type(event) is not str or (worker is not None and type(worker) is not str) or (
+            info is not None and type(info) is not str) or not math.isfinite(at):
+        return _TIMELINE.encode((event, at, worker, info))  # the unusual case
+    name = _quoted.get(event) or _remember(event)
+    host = "null" if worker is None else _quoted.get(worker) or _remember(worker)
+    return f"[{name},{at!r},{host},{'null' if info is None else _ENCODE_STR(info)}]"
+
+
+def _remember(text: str) -> str:
+    quoted = _ENCODE_STR(text)
+    if len(_quoted) < 4096:
+        _quoted[text] = quoted
+    return quoted

@@ -1,13 +1,15 @@
 """Task history on the Redis store: hashes, timelines and sorted-set indexes.
 
 Each task is a hash, its timeline a list, and five sorted sets scored by
-``updated_at`` index it (all tasks, per state, queue, name and root id), so a
-listing with at most one filter is a ``ZREVRANGE`` page and ``counts`` is one
-``ZCARD`` per state.  A listing with several filters, or a search, walks the
-smallest matching index in chunks (one read-only script per chunk, so Redis
-is never blocked for long) until the page is full; only then does its cost
-grow with the index walked.  Throughput and the runtime histogram are
-counters in hashes, bumped by the same script that records the event.
+its ``seq`` (the order the history first recorded it) index it (all tasks,
+per state, queue, name and root id), so a listing with at most one filter is
+a ``ZREVRANGE`` page and ``counts`` is one ``ZCARD`` per state; one more
+sorted set per state, scored by ``updated_at``, serves ``prune``.  A listing
+with several filters, or a search, walks the smallest matching index in
+chunks (one read-only script per chunk, so Redis is never blocked for long)
+until the page is full; only then does its cost grow with the index walked.
+Throughput and the runtime histogram are counters in hashes, bumped by the
+same script that records the event.
 
 One ``RECORD`` script applies a whole batch atomically; the keys and every
 script are described in :mod:`.redis_lua`.  All keys share the hash tag
@@ -113,7 +115,8 @@ class RedisHistory(History):
         if not events:
             return
         args: list[Any] = []
-        for e in events:
+        # stable: each task's events keep their order; new tasks get seqs in id order
+        for e in sorted(events, key=lambda e: e.task_id):
             state = EVENT_STATES.get(e.event)
             # None never overwrites; keys outside TASK_FIELDS are not task fields
             # (they could clash with the hash's own state / updated_at / @... entries)

@@ -10,13 +10,19 @@ get the stem in ``ARGV[1]`` and derive their keys from it; ``KEYS[1]`` is
 
 * ``t:<id>``  hash: the record's fields (``TASK_FIELDS``), ``state``,
   ``updated_at``, ``sent_at``, ``received_at``, ``started_at``,
-  ``finished_at``; ``@<field>`` / ``@state``: the ``at`` of the event that
-  set that field / the state (fields merge per field, never older over newer).
+  ``finished_at``, ``seq`` (from ``seq``, when the task was first recorded);
+  ``@state``: the ``at`` of the event that set the state.
+  An event not older than ``updated_at`` overwrites the fields it carries
+  (``HSET``), an older one only fills missing ones (``HSETNX``).
 * ``e:<id>``  list: the timeline, JSON ``[at, event, worker, info]`` in
   arrival order (readers sort it by ``at``, stably).
+* ``seq``: counter, the last ``seq`` given to a new task.
 * ``all``, ``s:<state>``, ``q:<queue>``, ``n:<name>``, ``r:<root_id>``: zsets
-  task id -> ``updated_at``, the indexes every listing walks; state counts are
-  the ``ZCARD`` of ``s:<state>``.
+  task id -> ``seq``, the indexes every listing walks (an update touches one
+  only when it changes that column); state counts are the ``ZCARD`` of
+  ``s:<state>``.
+* ``u:<state>``: zset task id -> ``updated_at`` of the tasks in that state
+  (what ``prune`` walks).
 * ``names``: zset name -> 0 (lexicographic).
 * ``tp``: hash ``s<minute>`` / ``f<minute>`` -> succeeded / failed+dead
   events of that minute; ``tpm``: zset of the minutes ``tp`` holds.
@@ -36,7 +42,7 @@ from __future__ import annotations
 _COMMON = """
 local stem = ARGV[1]
 local DIMS = {'s:', 'q:', 'n:', 'r:'}
-local HEAD = {'state', 'queue', 'name', 'root_id', 'updated_at'}
+local HEAD = {'state', 'queue', 'name', 'root_id', 'updated_at', 'seq'}
 """
 
 # record: apply task events in arrival order (History.record).  ARGV: stem, then per
@@ -53,15 +59,20 @@ while i <= #ARGV do
   local at = tonumber(at_text)
   local tk = stem .. 't:' .. id
   local old = redis.call('HMGET', tk, unpack(HEAD))
+  local leading = true  -- not older than the record: its fields overwrite
   if not old[5] then  -- a new task: PENDING until an event says otherwise
-    old = {'PENDING', false, false, false, false}
-    redis.call('HSET', tk, 'state', 'PENDING', 'updated_at', at_text)
-  elseif at > tonumber(old[5]) then
-    redis.call('HSET', tk, 'updated_at', at_text)
+    local seq = redis.call('INCR', stem .. 'seq')
+    redis.call('HSET', tk, 'state', 'PENDING', 'updated_at', at_text, 'seq', seq)
+    redis.call('ZADD', stem .. 'all', seq, id)
+  else
+    leading = at >= tonumber(old[5])
+    if at > tonumber(old[5]) then redis.call('HSET', tk, 'updated_at', at_text) end
   end
   for j = i + 11, i + 9 + 2 * n, 2 do
-    if newer(at, redis.call('HGET', tk, '@' .. ARGV[j])) then
-      redis.call('HSET', tk, ARGV[j], ARGV[j + 1], '@' .. ARGV[j], at_text)
+    if leading then
+      redis.call('HSET', tk, ARGV[j], ARGV[j + 1])
+    else  -- an older event only fills fields still missing
+      redis.call('HSETNX', tk, ARGV[j], ARGV[j + 1])
     end
   end
   if state ~= '' and newer(at, redis.call('HGET', tk, '@state')) then
@@ -75,11 +86,18 @@ while i <= #ARGV do
   end
   local new = redis.call('HMGET', tk, unpack(HEAD))
   for k, dim in ipairs(DIMS) do
-    if old[k] and old[k] ~= new[k] then redis.call('ZREM', stem .. dim .. old[k], id) end
-    if new[k] then redis.call('ZADD', stem .. dim .. new[k], new[5], id) end
+    if old[k] ~= new[k] then
+      if old[k] then redis.call('ZREM', stem .. dim .. old[k], id) end
+      if new[k] then redis.call('ZADD', stem .. dim .. new[k], new[6], id) end
+    end
   end
-  redis.call('ZADD', stem .. 'all', new[5], id)
-  if new[3] then redis.call('ZADD', stem .. 'names', 0, new[3]) end
+  if old[1] ~= new[1] then
+    if old[1] then redis.call('ZREM', stem .. 'u:' .. old[1], id) end
+    redis.call('ZADD', stem .. 'u:' .. new[1], new[5], id)
+  elseif old[5] ~= new[5] then
+    redis.call('ZADD', stem .. 'u:' .. new[1], new[5], id)
+  end
+  if new[3] and new[3] ~= old[3] then redis.call('ZADD', stem .. 'names', 0, new[3]) end
   redis.call('RPUSH', stem .. 'e:' .. id, line)
   if tp ~= '' then
     redis.call('HINCRBY', stem .. 'tp', tp .. minute, 1)
@@ -104,6 +122,7 @@ local function drop(id)
   for k, dim in ipairs(DIMS) do
     if v[k] then redis.call('ZREM', stem .. dim .. v[k], id) end
   end
+  redis.call('ZREM', stem .. 'u:' .. v[1], id)
   redis.call('ZREM', stem .. 'all', id)
   redis.call('DEL', tk, stem .. 'e:' .. id)
   return 1
@@ -123,7 +142,7 @@ PRUNE = _COMMON + _DROP_FN + """
 local left = tonumber(ARGV[2])
 for i = 3, #ARGV, 2 do
   if left <= 0 then break end
-  local ids = redis.call('ZRANGEBYSCORE', stem .. 's:' .. ARGV[i], '-inf', ARGV[i + 1],
+  local ids = redis.call('ZRANGEBYSCORE', stem .. 'u:' .. ARGV[i], '-inf', ARGV[i + 1],
                          'LIMIT', 0, left)
   for _, id in ipairs(ids) do left = left - drop(id) end
 end

@@ -1,16 +1,21 @@
 """The task history over SQL, shared by the SQLite, memory and PostgreSQL stores.
 
-A batch is one transaction: lock (PostgreSQL ``FOR UPDATE``; SQLite holds
-its write lock anyway) the rows of the batch's tasks in task-id order,
-merge the events in Python (:mod:`.merge`), write the rows back, append the
-timeline and add the counter changes.  Subclasses provide the connections
-(:meth:`SQLHistory._read`, :meth:`SQLHistory._write`) and the dialect.
+The events of a batch are grouped per task before the transaction
+(:mod:`.merge`).  The transaction reads and locks (PostgreSQL ``FOR UPDATE``;
+SQLite holds its write lock anyway) a few columns of those tasks, in task-id
+order, merges each task's events with them, inserts the new tasks (in task-id
+order: that is how a batch's new tasks are listed) and updates each other one
+with a statement setting only what moves (the timeline is appended to the
+task's row), and adds the counter changes.  Subclasses provide the
+connections (:meth:`SQLHistory._read`, :meth:`SQLHistory._write`) and the
+dialect.
 """
 
 from __future__ import annotations
 
 import abc
 import json
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -34,11 +39,13 @@ from .merge import (
     STATE_METRIC,
     SUCCEEDED_METRIC,
     CounterDeltas,
-    group_by_task,
-    merge_task,
+    group,
+    insert_params,
+    update_params,
 )
 
 T = TypeVar("T")
+_NO_ROW = dict.fromkeys(ROW_COLUMNS)  # an INSERT giving every column: the missing ones NULL
 #: a DB-API connection (sqlite3 or psycopg): execute() and cursor().executemany()
 Conn = Any
 
@@ -57,6 +64,8 @@ class SQLHistory(History):
         self.dialect = dialect
         self.where = where  # for errors: the file or schema
         self._sql: dict[str, str] = {}
+        #: (builder, shape) -> positional statement and its parameter getter
+        self._statements: dict[tuple[Any, tuple[str, ...]], tuple[str, Any]] = {}
         self._names_seen: set[str] = set()
 
     def sql(self, template: str) -> str:
@@ -96,6 +105,9 @@ class SQLHistory(History):
                 f"{sq.HISTORY_SCHEMA_VERSION}). Upgrade gorelay-kombu "
                 "(pip install -U gorelay-kombu) or use another store."
             )
+        if version == 1:
+            for statement in sq.SQL_DROP_V1:
+                conn.execute(self.sql(statement))
         for statement in sq.schema_statements(self.dialect):
             conn.execute(statement)
         if version != sq.HISTORY_SCHEMA_VERSION:
@@ -105,42 +117,78 @@ class SQLHistory(History):
     def record(self, events: Sequence[TaskEvent]) -> None:
         if not events:
             return
-        grouped = group_by_task(events)
-        timeline = [{"task_id": e.task_id, "event": e.event, "at": float(e.at),
-                     "worker": e.worker, "info": e.info} for e in events]
+        by_task, counted = group(events)
+        ids = self._ids(list(by_task))
+        names: set[str] = set()
 
-        def apply(conn: Conn) -> set[str]:
-            lock = self.sql(sq.SQL_LOCK_TASKS)
-            rows = conn.execute(lock, {"ids": self._ids(list(grouped))}).fetchall()
-            existing = {r[0]: dict(zip(ROW_COLUMNS, r, strict=True)) for r in rows}
-            deltas = CounterDeltas()
+        def apply(conn: Conn) -> None:
+            rows = conn.execute(self.sql(sq.SQL_LOCK_TASKS), {"ids": ids}).fetchall()
+            stored = {r[0]: r for r in rows}
+            deltas = counted.copy()  # apply may run again (PostgreSQL retries)
             inserts: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
-            names: set[str] = set()
-            for task_id, task_events in grouped.items():
-                old = existing.get(task_id)
-                row = merge_task(old, task_id, task_events, deltas)
-                (inserts if old is None else updates).append(row)
-                if row["name"] is not None and row["name"] not in self._names_seen:
-                    names.add(row["name"])
+            updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            names.clear()
+            for task_id, task_events in by_task.items():
+                old = stored.get(task_id)
+                if old is None:
+                    params = insert_params(task_id, task_events)
+                    inserts.append(params)
+                    deltas.state_change(None, params["state"])
+                else:
+                    shape, params, state = update_params(old, task_events)
+                    updates.setdefault(shape, []).append(params)
+                    deltas.state_change(old[1], state)
+                name = params.get("name")
+                if name is not None and name not in self._names_seen:
+                    names.add(name)
             cur = conn.cursor()
             if inserts:
-                cur.executemany(self.sql(sq.SQL_INSERT_TASK), inserts)
-                if cur.rowcount != len(inserts):
-                    raise ConcurrentInsert(
-                        f"Another writer created one of the tasks {sorted(grouped)[:5]} in "
-                        f"{self.where} at the same moment, again and again; retry the batch."
-                    )
-            if updates:
-                cur.executemany(self.sql(sq.SQL_UPDATE_TASK), updates)
-            cur.executemany(self.sql(sq.SQL_INSERT_EVENT), timeline)
+                self._insert(conn, cur, inserts)
+            for shape, params_list in updates.items():  # rows locked above: any order
+                text, values = self._statement(sq.update_task, shape)
+                cur.executemany(text, [values(p) for p in params_list])
             self._add_counters(cur, deltas)
             if names:
                 cur.executemany(self.sql(sq.SQL_ADD_NAME), [{"name": n} for n in sorted(names)])
-            return names
 
-        self._names_seen |= self._write(apply)
+        self._write(apply)
+        self._names_seen |= names
         self._after_write()
+
+    def _insert(self, conn: Conn, cur: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert new task rows (task-id order: the order they are listed in)."""
+        if self.dialect.numbers_tasks:  # one statement per set of columns given
+            seq = conn.execute(self.sql(sq.SQL_LAST_SEQ)).fetchone()[0]
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in rows:
+                seq += 1
+                row["seq"] = seq
+                groups.setdefault(tuple(row), []).append(row)
+        else:  # one statement for all, in task-id order (the lock order)
+            groups = {ROW_COLUMNS: [{**_NO_ROW, **row} for row in rows]}
+        inserted = 0
+        for columns, group_rows in groups.items():
+            text, values = self._statement(sq.insert_task, columns)
+            cur.executemany(text, [values(r) for r in group_rows])
+            inserted += cur.rowcount
+        if inserted != len(rows):
+            raise ConcurrentInsert(
+                f"Another writer created one of the tasks {[r['task_id'] for r in rows][:5]} "
+                f"in {self.where} at the same moment, again and again; retry the batch."
+            )
+
+    def _statement(self, build: Callable[[tuple[str, ...]], str], shape: tuple[str, ...],
+                   ) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+        """The statement ``build(shape)`` with positional parameters (cached) and the
+        function picking its parameters out of a dict."""
+        key = (build, shape)
+        found = self._statements.get(key)
+        if found is None:
+            text, names = self.dialect.render_positional(build(shape))
+            get = operator.itemgetter(*names)
+            found = self._statements[key] = (
+                text, get if len(names) > 1 else lambda p: (get(p),))
+        return found
 
     def _add_counters(self, cur: Any, deltas: CounterDeltas) -> None:
         rows = deltas.rows()
@@ -176,10 +224,9 @@ class SQLHistory(History):
         return self._write(delete)
 
     def _forget(self, conn: Conn, gone: list[Any]) -> int:
-        """Delete the timelines of deleted ``(task_id, state)`` rows; count them down."""
+        """Count deleted ``(task_id, state)`` rows down (their timelines went with them)."""
         if not gone:
             return 0
-        conn.execute(self.sql(sq.SQL_DELETE_EVENTS), {"ids": self._ids([r[0] for r in gone])})
         deltas = CounterDeltas()
         for _task_id, state in gone:
             deltas.state_change(state, None)
@@ -213,8 +260,13 @@ class SQLHistory(History):
         return _record(rows[0]) if rows else None
 
     def events(self, task_id: str) -> list[EventRecord]:
-        rows = self._fetch(sq.SQL_EVENTS, {"task_id": task_id})
-        return [EventRecord(r[0], r[1], float(r[2]), r[3], r[4]) for r in rows]
+        rows = self._fetch(sq.SQL_TIMELINE, {"task_id": task_id})
+        if not rows:
+            return []
+        timeline = [EventRecord(task_id, e[0], float(e[1]), e[2], e[3])
+                    for e in json.loads(f"[{rows[0][0]}]")]
+        timeline.sort(key=lambda e: e.at)  # stable: arrival order among equal times
+        return timeline
 
     def tasks(
         self,

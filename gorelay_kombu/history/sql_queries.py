@@ -4,7 +4,7 @@ Templates, filled in once per history object by :func:`render`:
 
 * ``{t}`` table prefix (``gorelay_history_`` in SQLite, ``"schema".history_``
   in PostgreSQL), ``{i}`` index name prefix;
-* ``{id_pk}``, ``{in_ids}``, ``{for_update}``, ``{skip_locked}``,
+* ``{seq_pk}``, ``{in_ids}``, ``{for_update}``, ``{skip_locked}``,
   ``{strpos}``, ``{greatest}``: the few places the two dialects differ
   (see :class:`Dialect`).
 
@@ -20,15 +20,18 @@ from dataclasses import dataclass
 
 from .merge import (
     FAILED_METRIC,
+    FILL,
+    LOCKED_COLUMNS,
     RECORD_COLUMNS,
     ROW_COLUMNS,
     RUNTIME_METRIC,
+    STAMP_COLUMNS,
     STATE_METRIC,
     SUCCEEDED_METRIC,
 )
 
 #: version of the history tables, kept in their own meta table
-HISTORY_SCHEMA_VERSION = 1
+HISTORY_SCHEMA_VERSION = 2
 VERSION_KEY = "history_schema_version"
 
 SCHEMA = """
@@ -37,7 +40,9 @@ CREATE TABLE IF NOT EXISTS {t}meta (
     value text NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {t}tasks (
-    task_id text PRIMARY KEY,
+    -- the order the store first recorded its tasks in (History.tasks lists by it)
+    seq {seq_pk},
+    task_id text NOT NULL UNIQUE,
     state text NOT NULL,
     name text,
     queue text,
@@ -64,24 +69,19 @@ CREATE TABLE IF NOT EXISTS {t}tasks (
     next_attempt_at float8,
     -- at of the event that set state (NULL: only actions so far)
     state_at float8,
-    -- JSON object: field name -> at of the event that set it
-    field_at text NOT NULL
+    -- the timeline: JSON arrays [event, at, worker, info] joined by commas, in
+    -- arrival order (one B-tree for a task's row and its events)
+    timeline text NOT NULL
 );
--- Every listing of History.tasks: a filter column, then its order (ties by task_id).
-CREATE INDEX IF NOT EXISTS {i}tasks_updated ON {t}tasks (updated_at, task_id);
-CREATE INDEX IF NOT EXISTS {i}tasks_state ON {t}tasks (state, updated_at, task_id);
-CREATE INDEX IF NOT EXISTS {i}tasks_queue ON {t}tasks (queue, updated_at, task_id);
-CREATE INDEX IF NOT EXISTS {i}tasks_name ON {t}tasks (name, updated_at, task_id);
-CREATE INDEX IF NOT EXISTS {i}tasks_root ON {t}tasks (root_id, updated_at, task_id);
-CREATE TABLE IF NOT EXISTS {t}events (
-    id {id_pk},
-    task_id text NOT NULL,
-    event text NOT NULL,
-    at float8 NOT NULL,
-    worker text,
-    info text
-);
-CREATE INDEX IF NOT EXISTS {i}events_task ON {t}events (task_id, at, id);
+-- Every listing of History.tasks: a filter column, then seq (no filter: the primary
+-- key).  A task's seq never changes, so an update touches these only when it moves
+-- the state or changes queue, name or root_id.
+CREATE INDEX IF NOT EXISTS {i}tasks_state ON {t}tasks (state, seq);
+CREATE INDEX IF NOT EXISTS {i}tasks_queue ON {t}tasks (queue, seq);
+CREATE INDEX IF NOT EXISTS {i}tasks_name ON {t}tasks (name, seq);
+CREATE INDEX IF NOT EXISTS {i}tasks_root ON {t}tasks (root_id, seq);
+-- History.prune: the oldest updated_at in a state first
+CREATE INDEX IF NOT EXISTS {i}tasks_prune ON {t}tasks (state, updated_at);
 CREATE TABLE IF NOT EXISTS {t}workers (
     hostname text PRIMARY KEY,
     pid integer,
@@ -116,9 +116,9 @@ CREATE TABLE IF NOT EXISTS {t}counter_deltas (
 )
 """
 
-_ROW = ", ".join(ROW_COLUMNS)
 _RECORD = ", ".join(RECORD_COLUMNS)
-_SET_ROW = ", ".join(f"{c} = :{c}" for c in ROW_COLUMNS if c != "task_id")
+#: the columns insert_task and update_task may name (shapes come from merge, not input)
+_WRITABLE = frozenset({*ROW_COLUMNS, "seq"})
 
 SQL_META_CREATE = SCHEMA.split(";")[0]
 SQL_GET_VERSION = f"SELECT value FROM {{t}}meta WHERE key = '{VERSION_KEY}'"
@@ -127,19 +127,64 @@ SQL_SET_VERSION = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 
+# Version 1 (development builds, never released) kept timelines in a table of their
+# own and listed by updated_at: its task tables are replaced (the queues are untouched).
+SQL_DROP_V1 = ("DROP TABLE IF EXISTS {t}events", "DROP TABLE IF EXISTS {t}tasks",
+               "DROP TABLE IF EXISTS {t}counters", "DROP TABLE IF EXISTS {t}counter_deltas")
+
 # -- writing --------------------------------------------------------------------------
-SQL_LOCK_TASKS = f"SELECT {_ROW} FROM {{t}}tasks WHERE task_id {{in_ids}}" \
-    " ORDER BY task_id {for_update}"
-# A row another transaction inserted first is skipped (rowcount tells): the batch is retried.
-SQL_INSERT_TASK = (
-    f"INSERT INTO {{t}}tasks ({_ROW}) VALUES ({', '.join(':' + c for c in ROW_COLUMNS)})"
+# What a writer merges with of a batch's stored tasks (merge.LOCKED_COLUMNS), locked in
+# task-id order.
+SQL_LOCK_TASKS = f"SELECT {', '.join(LOCKED_COLUMNS)} FROM {{t}}tasks" \
+    " WHERE task_id {in_ids} ORDER BY task_id {for_update}"
+# The INSERT of new tasks giving ``columns`` (insert_task builds it).  A row another
+# transaction inserted first is skipped (rowcount tells): the batch is retried.
+SQL_INSERT_TASK = "INSERT INTO {t}tasks ({columns}) VALUES ({values})" \
     " ON CONFLICT (task_id) DO NOTHING"
-)
-SQL_UPDATE_TASK = f"UPDATE {{t}}tasks SET {_SET_ROW} WHERE task_id = :task_id"
-SQL_INSERT_EVENT = (
-    "INSERT INTO {t}events (task_id, event, at, worker, info)"
-    " VALUES (:task_id, :event, :at, :worker, :info)"
-)
+# SQLite numbers a batch's new tasks itself (one writer at a time), from the last seq
+SQL_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM {t}tasks"
+
+
+def insert_task(columns: Iterable[str]) -> str:
+    """The INSERT template for new task rows giving ``columns`` (the others stay NULL)."""
+    names = _checked(columns)
+    return SQL_INSERT_TASK.replace("{columns}", ", ".join(names)).replace(
+        "{values}", ", ".join(":" + c for c in names))
+
+
+# The UPDATE of a stored task (merge.update_params): the timeline appended, then only
+# the columns the batch moves, so that an update leaves the indexes alone unless it
+# changes their columns.  update_task builds it from the shape merge.update_params gives:
+SQL_UPDATE_TASK_HEAD = "UPDATE {t}tasks SET timeline = timeline || :timeline"
+SQL_UPDATE_TASK_TAIL = " WHERE task_id = :task_id"
+#: shape item -> SET clause: a value the writer merged, a time that only moves forward,
+#: a field an older event only fills
+SET_VALUE = "{c} = :{c}"
+SET_LATER = "{c} = {{greatest}}(coalesce({c}, :{c}), :{c})"
+SET_FILL = "{c} = coalesce({c}, :{c})"
+
+
+def update_task(shape: Iterable[str]) -> str:
+    """The UPDATE template for ``shape`` (see merge.update_params)."""
+    sets = []
+    for item in shape:
+        if item in STAMP_COLUMNS:
+            sets.append(SET_LATER.format(c=item))
+        elif item.startswith(FILL):
+            sets.append(SET_FILL.format(c=_checked([item[len(FILL):]])[0]))
+        else:
+            sets.append(SET_VALUE.format(c=_checked([item])[0]))
+    return SQL_UPDATE_TASK_HEAD + "".join(", " + x for x in sets) + SQL_UPDATE_TASK_TAIL
+
+
+def _checked(columns: Iterable[str]) -> list[str]:
+    names = list(columns)
+    unknown = set(names) - _WRITABLE
+    if unknown:
+        raise ValueError(f"not task history columns: {sorted(unknown)}")
+    return names
+
+
 SQL_ADD_NAME = "INSERT INTO {t}names (name) VALUES (:name) ON CONFLICT (name) DO NOTHING"
 # SQLite (one writer at a time) adds to the counters in place...
 SQL_ADD_COUNTER = (
@@ -162,10 +207,9 @@ SQL_COMPACT_COUNTERS = (
     " total = c.total + excluded.total"
 )
 SQL_DELETE_TASKS = "DELETE FROM {t}tasks WHERE task_id {in_ids} RETURNING task_id, state"
-SQL_DELETE_EVENTS = "DELETE FROM {t}events WHERE task_id {in_ids}"
 # (state, updated_at) index; strictly before the cutoff
 SQL_PRUNE_STATE = (
-    "DELETE FROM {t}tasks WHERE task_id IN (SELECT task_id FROM {t}tasks"
+    "DELETE FROM {t}tasks WHERE seq IN (SELECT seq FROM {t}tasks"
     "  WHERE state = :state AND updated_at < :before ORDER BY updated_at LIMIT :limit"
     "  {skip_locked})"
     " RETURNING task_id, state"
@@ -188,10 +232,7 @@ SQL_FORGET_WORKERS = "DELETE FROM {t}workers WHERE last_seen < :before"
 
 # -- reading --------------------------------------------------------------------------
 SQL_TASK = f"SELECT {_RECORD} FROM {{t}}tasks WHERE task_id = :task_id"
-SQL_EVENTS = (
-    "SELECT task_id, event, at, worker, info FROM {t}events"
-    " WHERE task_id = :task_id ORDER BY at, id"
-)
+SQL_TIMELINE = "SELECT timeline FROM {t}tasks WHERE task_id = :task_id"
 SQL_LIST = f"SELECT {_RECORD} FROM {{t}}tasks"
 #: History.tasks filters, joined with AND in this order
 LIST_FILTERS = {
@@ -203,8 +244,8 @@ LIST_FILTERS = {
     "search": "(substr(task_id, 1, CAST(:search_len AS integer)) = :search"
               " OR {strpos}(args, :search) > 0 OR {strpos}(kwargs, :search) > 0)",
 }
-SQL_LIST_NEWEST = " ORDER BY updated_at DESC, task_id DESC LIMIT :limit OFFSET :offset"
-SQL_LIST_OLDEST = " ORDER BY updated_at, task_id LIMIT :limit OFFSET :offset"
+SQL_LIST_NEWEST = " ORDER BY seq DESC LIMIT :limit OFFSET :offset"
+SQL_LIST_OLDEST = " ORDER BY seq LIMIT :limit OFFSET :offset"
 SQL_NAMES = "SELECT name FROM {t}names ORDER BY name"
 
 
@@ -241,23 +282,39 @@ class Dialect:
     name: str
     table_prefix: str
     index_prefix: str
-    id_pk: str
+    seq_pk: str
     in_ids: str
     for_update: str
     skip_locked: str
     strpos: str
     greatest: str
     pyformat: bool  # parameters as %(name)s (psycopg) instead of :name (sqlite3)
+    #: True: the writer numbers new tasks (seq) itself, so one batch can insert them
+    #: with one statement per set of columns and still number them in task-id order
+    numbers_tasks: bool
 
     def render(self, template: str) -> str:
-        text = template.format(
-            t=self.table_prefix, i=self.index_prefix, id_pk=self.id_pk, in_ids=self.in_ids,
-            for_update=self.for_update, skip_locked=self.skip_locked, strpos=self.strpos,
-            greatest=self.greatest,
-        )
+        text = self._fill(template)
         if self.pyformat:
             text = _PARAM.sub(r"%(\1)s", text)
         return text
+
+    def render_positional(self, template: str) -> tuple[str, tuple[str, ...]]:
+        """``template`` with positional parameters, and the names they take in order.
+
+        Binding a tuple is much cheaper than looking each name up in a dict, for the
+        statements run once per task.
+        """
+        text = self._fill(template)
+        names = tuple(_PARAM.findall(text))
+        return _PARAM.sub("%s" if self.pyformat else "?", text), names
+
+    def _fill(self, template: str) -> str:
+        return template.format(
+            t=self.table_prefix, i=self.index_prefix, seq_pk=self.seq_pk, in_ids=self.in_ids,
+            for_update=self.for_update, skip_locked=self.skip_locked, strpos=self.strpos,
+            greatest=self.greatest,
+        )
 
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -266,20 +323,21 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 def sqlite_dialect(table_prefix: str = "gorelay_history_") -> Dialect:
     return Dialect(
         name="sqlite", table_prefix=table_prefix, index_prefix=table_prefix,
-        id_pk="INTEGER PRIMARY KEY",
+        seq_pk="INTEGER PRIMARY KEY",  # the rowid: kept by VACUUM, as a declared alias
         # one parameter for any number of ids: a JSON array
         in_ids="IN (SELECT value FROM json_each(:ids))",
         for_update="", skip_locked="", strpos="instr", greatest="max", pyformat=False,
+        numbers_tasks=True,
     )
 
 
 def postgres_dialect(quoted_schema: str) -> Dialect:
     return Dialect(
         name="postgresql", table_prefix=f"{quoted_schema}.history_", index_prefix="history_",
-        id_pk="bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        seq_pk="bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         in_ids="= ANY(:ids)",
         for_update="FOR UPDATE", skip_locked="FOR UPDATE SKIP LOCKED", strpos="strpos",
-        greatest="greatest", pyformat=True,
+        greatest="greatest", pyformat=True, numbers_tasks=False,
     )
 
 

@@ -195,10 +195,12 @@ def test_history_of_a_task_that_fails_twice_then_succeeds(results) -> None:
     result = results.app.send_task("results.flaky", (tag, 2))
     assert result.get(timeout=30) == f"{tag} ok after 2 retries"
     record = _final(results, result.id, "SUCCESS")
-    # a retry publishes the next attempt, then reports itself (Celery's order)
+    # a retry publishes the next attempt, then reports itself (Celery's order); the prefork
+    # parent records "received" and the child the rest, so wait for both flushes
     retry = ["sent", "retried", "received", "started"]
-    assert results.events(result.id) == ["sent", "received", "started"] + retry + retry + [
-        "succeeded"]
+    expected = ["sent", "received", "started"] + retry + retry + ["succeeded"]
+    wait_for(lambda: results.events(result.id) == expected, 10, "the whole timeline",
+             lambda: f"{results.events(result.id)}\n{results.diag()}")
     assert record.name == "results.flaky" and record.attempt == 2
     assert record.args == f'["{tag}", 2]' and record.result == f'"{tag} ok after 2 retries"'
     assert record.worker == results.shared_worker.nodename and record.runtime is not None

@@ -9,6 +9,7 @@ floats (for example Lua's 14 significant digits) would lose.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -221,15 +222,64 @@ def test_an_older_event_never_overwrites_a_newer_field(history):
     assert record.runtime == 0.5  # no newer event set it
 
 
-def test_field_age_is_per_field(history):
-    # "fields of an older event never overwrite those set by a newer one": the
-    # late event at T0+5 is older than the record, but newer than the event
-    # that set ``attempt``, so it wins for that field.
+def test_an_older_event_only_fills_missing_fields(history):
+    # "an older event only fills fields that are still None": the late event at
+    # T0+5 is older than the record (T0+9), so it keeps ``attempt`` as set at T0+1
+    # and only adds ``exc_type``, which nobody had set.
     history.record([ev("t1", "started", T0 + 1, attempt=0)])
     history.record([ev("t1", "received", T0 + 9)])
     history.record([ev("t1", "retried", T0 + 5, attempt=1, exc_type="Timeout")])
     record = get(history, "t1")
-    assert (record.attempt, record.exc_type, record.state) == (1, "Timeout", "RECEIVED")
+    assert (record.attempt, record.exc_type, record.state) == (0, "Timeout", "RECEIVED")
+
+
+def test_an_action_event_makes_the_record_newer(history):
+    # updated_at counts every event, so a late worker event after a dashboard action
+    # only fills what is missing
+    history.record([ev("t1", "failed", T0 + 1, exc_type="KeyError", worker="w1")])
+    history.record([ev("t1", "retry-requested", T0 + 5)])
+    history.record([ev("t1", "failed", T0 + 3, exc_type="ValueError", runtime=0.5)])
+    record = get(history, "t1")
+    assert (record.exc_type, record.runtime, record.worker) == ("KeyError", 0.5, "w1")
+    assert (record.state, record.finished_at, record.updated_at) == ("FAILURE", T0 + 3, T0 + 5)
+
+
+#: late and early events of one task with clashing fields and equal times
+_MIXED = [
+    ev("x", "sent", T0 + 1, name="shop.add", queue="a", attempt=0, args="(1,)"),
+    ev("x", "received", T0 + 6, by="w2", worker="w2", queue="b"),
+    ev("x", "retried", T0 + 5.5, exc_type="Timeout", worker="w1", attempt=1),
+    ev("x", "started", T0 + 6, by="w3", worker="w3", attempt=2),
+    ev("x", "failed", T0 + 4, exc_type="KeyError", runtime=0.5, result="x", eta=T0 + 9),
+    ev("x", "retry-requested", T0 + 6.5, info="from the dashboard"),
+    ev("x", "succeeded", T0 + 6.25, result="ok", runtime=1.5),
+    ev("x", "sent", T0 + 6.5, queue="c", lane=0),
+]
+_ORDERS = {"forward": list(range(8)), "backward": list(range(7, -1, -1)),
+           "mixed": [4, 0, 6, 2, 7, 1, 5, 3], "pairs": [1, 0, 3, 2, 5, 4, 7, 6]}
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["new", "stored"])
+@pytest.mark.parametrize("order", list(_ORDERS))
+def test_a_batch_merges_as_its_events_one_by_one(history, order, stored):
+    # "A batch gives the same record as its events recorded one at a time", whatever
+    # the record held before (stored: a task a worker already reported at T0 + 5)
+    def events(task_id: str) -> list[TaskEvent]:
+        return [TaskEvent(task_id, e.event, e.at, e.fields, e.worker, e.info)
+                for e in (_MIXED[i] for i in _ORDERS[order])]
+
+    for task_id in ("one", "batch"):
+        if stored:
+            history.record([ev(task_id, "started", T0 + 5, by="w1", worker="w1", attempt=0,
+                               lane=2)])
+    for e in events("one"):
+        history.record([e])
+    history.record(events("batch"))
+    one, batch = get(history, "one"), get(history, "batch")
+    assert replace(batch, task_id="one") == one
+    assert [replace(e, task_id="one") for e in history.events("batch")] == \
+        history.events("one")
+    assert sum(history.counts().values()) == 2
 
 
 def test_equal_times_let_the_later_recorded_field_win(history):
@@ -296,46 +346,61 @@ def test_counts_are_exact_through_moves_deletes_and_prune(history):
 # -- listing ---------------------------------------------------------------------------
 
 def _listing_fixture(history: History) -> None:
-    history.record([
-        ev("aa01", "sent", T0 + 1, name="shop.add", queue="celery", args="(1, 2)", root_id="r1"),
+    # one batch per task, recorded in neither id nor time order
+    for e in [
+        ev("bb04", "sent", T0 + 4, name="shop.mail", queue="celery", args="('aa0',)"),
         ev("aa02", "sent", T0 + 2, name="shop.add", queue="mail", args="(3, 4)", root_id="r1"),
+        ev("cc05", "sent", T0 + 5, name="shop.add", queue="celery", args="(5, 6)"),
+        ev("aa01", "sent", T0 + 1, name="shop.add", queue="celery", args="(1, 2)", root_id="r1"),
         ev("ab03", "sent", T0 + 3, name="shop.mail", queue="mail", kwargs="{'to': 'ann@x.org'}",
            root_id="r2"),
-        ev("bb04", "sent", T0 + 4, name="shop.mail", queue="celery", args="('aa0',)"),
-        ev("cc05", "sent", T0 + 5, name="shop.add", queue="celery", args="(5, 6)"),
-    ])
+    ]:
+        history.record([e])
     history.record([ev("aa01", "succeeded", T0 + 6), ev("ab03", "failed", T0 + 7),
                     ev("cc05", "succeeded", T0 + 8)])
-    # updated_at order, oldest first: aa02 (2), bb04 (4), aa01 (6), ab03 (7), cc05 (8)
+    # first recorded, oldest first: bb04, aa02, cc05, aa01, ab03
 
 
-def test_tasks_are_ordered_by_updated_at(history):
+def test_tasks_are_listed_in_the_order_first_recorded(history):
     _listing_fixture(history)
-    assert ids(history.tasks()) == ["cc05", "ab03", "aa01", "bb04", "aa02"]
-    assert ids(history.tasks(newest_first=False)) == ["aa02", "bb04", "aa01", "ab03", "cc05"]
+    assert ids(history.tasks()) == ["ab03", "aa01", "cc05", "aa02", "bb04"]
+    assert ids(history.tasks(newest_first=False)) == ["bb04", "aa02", "cc05", "aa01", "ab03"]
     assert history.tasks().has_more is False
+    # later events (newer or older, any state) leave a task where it is
+    history.record([ev("bb04", "started", T0 + 20), ev("ab03", "retry-requested", T0 + 21),
+                    ev("aa02", "sent", T0 - 5, queue="mail")])
+    assert ids(history.tasks()) == ["ab03", "aa01", "cc05", "aa02", "bb04"]
+    assert ids(history.tasks(state="STARTED")) == ["bb04"]
+
+
+def test_a_batch_records_its_new_tasks_in_task_id_order(history):
+    history.record([ev("m", "sent", T0 + 3), ev("z", "sent", T0 + 1), ev("a", "sent", T0 + 2),
+                    ev("z", "started", T0 + 4)])
+    history.record([ev("b", "sent", T0)])
+    assert ids(history.tasks()) == ["b", "z", "m", "a"]
+    assert ids(history.tasks(state="PENDING", newest_first=False)) == ["a", "m", "b"]
 
 
 def test_tasks_filter_by_state_queue_name_and_root(history):
     _listing_fixture(history)
-    assert ids(history.tasks(state="SUCCESS")) == ["cc05", "aa01"]
-    assert ids(history.tasks(state="PENDING")) == ["bb04", "aa02"]
+    assert ids(history.tasks(state="SUCCESS")) == ["aa01", "cc05"]
+    assert ids(history.tasks(state="PENDING")) == ["aa02", "bb04"]
     assert ids(history.tasks(state="FAILURE")) == ["ab03"]
     assert history.tasks(state="STARTED").items == []
     assert ids(history.tasks(queue="mail")) == ["ab03", "aa02"]
-    assert ids(history.tasks(name="shop.add")) == ["cc05", "aa01", "aa02"]
+    assert ids(history.tasks(name="shop.add")) == ["aa01", "cc05", "aa02"]
     assert ids(history.tasks(root_id="r1")) == ["aa01", "aa02"]
     assert history.tasks(queue="nowhere").items == []
 
 
 def test_tasks_filters_combine(history):
     _listing_fixture(history)
-    assert ids(history.tasks(state="SUCCESS", queue="celery")) == ["cc05", "aa01"]
+    assert ids(history.tasks(state="SUCCESS", queue="celery")) == ["aa01", "cc05"]
     assert ids(history.tasks(state="PENDING", queue="celery")) == ["bb04"]
     assert ids(history.tasks(name="shop.add", queue="mail")) == ["aa02"]
     assert ids(history.tasks(name="shop.mail", root_id="r2", state="FAILURE")) == ["ab03"]
     assert history.tasks(name="shop.mail", state="SUCCESS").items == []
-    assert ids(history.tasks(queue="celery", newest_first=False)) == ["bb04", "aa01", "cc05"]
+    assert ids(history.tasks(queue="celery", newest_first=False)) == ["bb04", "cc05", "aa01"]
 
 
 def test_search_by_id_prefix_and_args_substring(history):
@@ -343,7 +408,7 @@ def test_search_by_id_prefix_and_args_substring(history):
     assert ids(history.tasks(search="aa01")) == ["aa01"]
     assert ids(history.tasks(search="ab0")) == ["ab03"]
     # id prefix or args: "aa0" is a prefix of two ids and inside bb04's args
-    assert ids(history.tasks(search="aa0")) == ["aa01", "bb04", "aa02"]
+    assert ids(history.tasks(search="aa0")) == ["aa01", "aa02", "bb04"]
     assert ids(history.tasks(search="b03")) == []  # inside an id, not a prefix
     assert ids(history.tasks(search="(3, 4)")) == ["aa02"]
     assert ids(history.tasks(search="ann@x")) == ["ab03"]  # kwargs
