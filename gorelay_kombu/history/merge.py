@@ -144,6 +144,21 @@ def group(events: Sequence[TaskEvent]) -> tuple[dict[str, list[TaskEvent]], Coun
     return {task_id: by_task[task_id] for task_id in sorted(by_task)}, deltas
 
 
+def _move(e: TaskEvent, at: float, state: Any, state_at: Any, stamps: dict[str, Any]
+          ) -> tuple[Any, Any]:
+    """The state after event ``e`` at ``at``; moves its time stamps in ``stamps`` forward."""
+    moved = EVENT_STATES.get(e.event)
+    if moved is not None:
+        if state_at is None or at >= state_at:
+            state, state_at = moved, at
+        if moved in FINAL_STATES and at > stamps.get("finished_at", -math.inf):
+            stamps["finished_at"] = at
+    stamp = STAMPS.get(e.event)
+    if stamp is not None and at > stamps.get(stamp, -math.inf):
+        stamps[stamp] = at
+    return state, state_at
+
+
 def insert_params(task_id: str, events: Sequence[TaskEvent]) -> dict[str, Any]:
     """The row of a new task after ``events``: its non-None columns (keys in the order
     the events give them, so the same events give the same columns)."""
@@ -154,15 +169,7 @@ def insert_params(task_id: str, events: Sequence[TaskEvent]) -> dict[str, Any]:
         newer = updated is None or at >= updated
         if newer:
             updated = at
-        moved = EVENT_STATES.get(e.event)
-        if moved is not None:
-            if state_at is None or at >= state_at:
-                state, state_at = moved, at
-            if moved in FINAL_STATES and at > row.get("finished_at", -math.inf):
-                row["finished_at"] = at
-        stamp = STAMPS.get(e.event)
-        if stamp is not None and at > row.get(stamp, -math.inf):
-            row[stamp] = at
+        state, state_at = _move(e, at, state, state_at, row)
         for name, value in e.fields.items():
             if value is None:
                 continue  # "not known here": never clears
@@ -197,15 +204,7 @@ def update_params(stored: Sequence[Any], events: Sequence[TaskEvent],
         newer = at >= updated
         if newer:
             updated = at
-        moved = EVENT_STATES.get(e.event)
-        if moved is not None:
-            if state_at is None or at >= state_at:
-                state, state_at = moved, at
-            if moved in FINAL_STATES and at > stamps.get("finished_at", -math.inf):
-                stamps["finished_at"] = at
-        stamp = STAMPS.get(e.event)
-        if stamp is not None and at > stamps.get(stamp, -math.inf):
-            stamps[stamp] = at
+        state, state_at = _move(e, at, state, state_at, stamps)
         for name, value in e.fields.items():
             if value is None:
                 continue
