@@ -73,6 +73,12 @@ class QueueStats:
     #: epoch seconds at which the oldest ready message was stored (None: none ready)
     oldest_ready_at: float | None
 
+    @classmethod
+    def from_row(cls, r: Sequence[Any]) -> QueueStats:
+        """From a SQL row ``(queue, lane or NULL, ready, scheduled, leased, dead, oldest)``."""
+        return cls(r[0], NORMAL if r[1] is None else int(r[1]), int(r[2]), int(r[3]),
+                   int(r[4]), int(r[5]), r[6])
+
 
 class Waiter(abc.ABC):
     """Blocks until a store may have new visible messages."""

@@ -63,7 +63,6 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..options import number_option
-from ..priority import NORMAL
 from . import postgres_sql as queries
 from .base import READY, SCHEDULED, NewMessage, QueueStats, Reserved, Store, Waiter
 from .postgres_errors import connect_error, first_line, operation_error
@@ -511,8 +510,7 @@ class PostgresStore(Store):
     # -- inspection -------------------------------------------------------------
     def queue_stats(self) -> list[QueueStats]:
         rows = self._fetch(queries.SQL_QUEUE_STATS, {"now": time.time()})
-        return [QueueStats(r[0], NORMAL if r[1] is None else int(r[1]), int(r[2]), int(r[3]),
-                           int(r[4]), int(r[5]), r[6]) for r in rows]
+        return [QueueStats.from_row(r) for r in rows]
 
     def history(self) -> History:
         """The task history, in this store's schema (tables created on first use)."""

@@ -46,7 +46,6 @@ from ..errors import (
     StoreLocationError,
 )
 from ..options import number_option
-from ..priority import NORMAL
 from . import sqlite_sql as q
 from .base import READY, SCHEDULED, NewMessage, QueueStats, Reserved, Store, Waiter
 from .kv_values import incremented
@@ -573,8 +572,7 @@ class SQLiteStore(Store):
     # -- inspection -------------------------------------------------------------
     def queue_stats(self) -> list[QueueStats]:
         rows = self._read(q.SQL_QUEUE_STATS, {"now": time.time()})
-        return [QueueStats(r[0], NORMAL if r[1] is None else int(r[1]), int(r[2]), int(r[3]),
-                           int(r[4]), int(r[5]), r[6]) for r in rows]
+        return [QueueStats.from_row(r) for r in rows]
 
     def history(self) -> History:
         """The task history, in this file (tables created on first use)."""
