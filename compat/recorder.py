@@ -184,10 +184,9 @@ def merge_beats(beats: list[WorkerBeat]) -> list[WorkerBeat]:
 
 
 def _take(buffer: deque[Any]) -> list[Any]:
-    items = []
-    while buffer:
-        items.append(buffer.popleft())
-    return items
+    """What ``buffer`` holds now, oldest first (appends from other threads stay)."""
+    pop = buffer.popleft
+    return [pop() for _ in range(len(buffer))]
 
 
 class AppHistory:

@@ -144,43 +144,61 @@ def group(events: Sequence[TaskEvent]) -> tuple[dict[str, list[TaskEvent]], Coun
     return {task_id: by_task[task_id] for task_id in sorted(by_task)}, deltas
 
 
-def _move(e: TaskEvent, at: float, state: Any, state_at: Any, stamps: dict[str, Any]
-          ) -> tuple[Any, Any]:
-    """The state after event ``e`` at ``at``; moves its time stamps in ``stamps`` forward."""
-    moved = EVENT_STATES.get(e.event)
-    if moved is not None:
-        if state_at is None or at >= state_at:
-            state, state_at = moved, at
-        if moved in FINAL_STATES and at > stamps.get("finished_at", -math.inf):
-            stamps["finished_at"] = at
-    stamp = STAMPS.get(e.event)
-    if stamp is not None and at > stamps.get(stamp, -math.inf):
-        stamps[stamp] = at
-    return state, state_at
+def _fold(events: Sequence[TaskEvent], state: Any, state_at: Any, updated: Any,
+          ) -> tuple[Any, Any, Any, dict[str, Any], dict[str, bool], dict[str, float], str]:
+    """Apply ``events``, one by one in arrival order, to a task whose ``state``,
+    ``state_at`` and ``updated_at`` are given (None: not recorded yet).
 
-
-def insert_params(task_id: str, events: Sequence[TaskEvent]) -> dict[str, Any]:
-    """The row of a new task after ``events``: its non-None columns (keys in the order
-    the events give them, so the same events give the same columns)."""
-    row: dict[str, Any] = {"task_id": task_id}
-    state = state_at = updated = None
+    Returns the state, ``state_at`` and ``updated_at`` after them; the task fields
+    they set, typed; per field whether only older events gave it (it then only fills
+    a None); the time stamps they move forward; and their timeline text.
+    """
+    values: dict[str, Any] = {}
+    fills: dict[str, bool] = {}  # field -> only fills (no event as new as the record gave it)
+    stamps: dict[str, float] = {}
+    entries: list[str] = []
     for e in events:
         at = float(e.at)
         newer = updated is None or at >= updated
         if newer:
             updated = at
-        state, state_at = _move(e, at, state, state_at, row)
+        event = e.event
+        moved = EVENT_STATES.get(event)
+        if moved is not None:
+            if state_at is None or at >= state_at:
+                state, state_at = moved, at
+            if moved in FINAL_STATES and at > stamps.get("finished_at", -math.inf):
+                stamps["finished_at"] = at
+        stamp = STAMPS.get(event)
+        if stamp is not None and at > stamps.get(stamp, -math.inf):
+            stamps[stamp] = at
         for name, value in e.fields.items():
             if value is None:
                 continue  # "not known here": never clears
             kind = FIELD_TYPES.get(name)
-            if kind is not None and (newer or name not in row):  # else: not a task field
-                row[name] = kind(value)
+            if kind is None:
+                continue  # not a task field
+            if newer:
+                fills[name] = False
+            elif name in fills:
+                continue  # only the first older event carrying it fills it
+            else:
+                fills[name] = True
+            values[name] = value if value.__class__ is kind else kind(value)
+        entries.append(timeline_entry(event, at, e.worker, e.info))
+    return state, state_at, updated, values, fills, stamps, ",".join(entries)
+
+
+def insert_params(task_id: str, events: Sequence[TaskEvent]) -> dict[str, Any]:
+    """The row of a new task after ``events``: its non-None columns (keys in the order
+    the events give them, so the same events give the same columns)."""
+    state, state_at, updated, values, _, stamps, timeline = _fold(events, None, None, None)
+    row: dict[str, Any] = {"task_id": task_id, **stamps, **values}
     row["state"] = state or INITIAL_STATE
     if state_at is not None:
         row["state_at"] = state_at
     row["updated_at"] = updated
-    row["timeline"] = timeline_text(events)
+    row["timeline"] = timeline
     return row
 
 
@@ -195,28 +213,9 @@ def update_params(stored: Sequence[Any], events: Sequence[TaskEvent],
     with the :data:`FILL` prefix, only where still None.
     """
     task_id, old_state, old_state_at, old_updated = stored[0], stored[1], stored[2], stored[3]
-    state, state_at, updated = old_state, old_state_at, old_updated
-    params: dict[str, Any] = {"task_id": task_id, "timeline": "," + timeline_text(events)}
-    fills: dict[str, bool] = {}  # field -> only fills (no event as new as the record gave it)
-    stamps: dict[str, float] = {}
-    for e in events:
-        at = float(e.at)
-        newer = at >= updated
-        if newer:
-            updated = at
-        state, state_at = _move(e, at, state, state_at, stamps)
-        for name, value in e.fields.items():
-            if value is None:
-                continue
-            kind = FIELD_TYPES.get(name)
-            if kind is None:
-                continue
-            if newer:
-                params[name] = kind(value)
-                fills[name] = False
-            elif name not in fills:  # the first older event carrying it fills it
-                params[name] = kind(value)
-                fills[name] = True
+    state, state_at, updated, values, fills, stamps, timeline = _fold(
+        events, old_state, old_state_at, old_updated)
+    params: dict[str, Any] = {"task_id": task_id, "timeline": "," + timeline}
     shape: list[str] = []
     if state != old_state:
         shape.append("state")
@@ -232,13 +231,14 @@ def update_params(stored: Sequence[Any], events: Sequence[TaskEvent],
             shape.append(column)
             params[column] = stamps[column]
     for name, fill in fills.items():  # the same events give the same shape
+        value = values[name]
         if name in _INDEXED:
             old = stored[_INDEXED[name]]
-            if (fill and old is not None) or params[name] == old:
-                del params[name]  # unchanged: its index is left alone
-                continue
+            if (fill and old is not None) or value == old:
+                continue  # unchanged: its index is left alone
             fill = False
         shape.append(FILL + name if fill else name)
+        params[name] = value
     return tuple(shape), params, state
 
 
@@ -246,11 +246,6 @@ def update_params(stored: Sequence[Any], events: Sequence[TaskEvent],
 _TIMELINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ENCODE_STR = json.encoder.encode_basestring  # a str as JSON text
 _quoted: dict[str, str] = {}  # JSON text of the event names and hostnames seen
-
-
-def timeline_text(events: Sequence[TaskEvent]) -> str:
-    """The timeline entries of ``events``, as the timeline column stores them."""
-    return ",".join([timeline_entry(e.event, float(e.at), e.worker, e.info) for e in events])
 
 
 def timeline_entry(event: str, at: float, worker: str | None, info: str | None) -> str:
