@@ -162,16 +162,16 @@ def _fold(events: Sequence[TaskEvent], state: Any, state_at: Any, updated: Any,
         newer = updated is None or at >= updated
         if newer:
             updated = at
-        event = e.event
-        moved = EVENT_STATES.get(event)
-        if moved is not None:
-            if state_at is None or at >= state_at:
+        event, worker, info = e.event, e.worker, e.info
+        rule = _EVENT_RULES.get(event)
+        if rule is not None:
+            moved, stamp, final, quoted = rule
+            if moved is not None and (state_at is None or at >= state_at):
                 state, state_at = moved, at
-            if moved in FINAL_STATES and at > stamps.get("finished_at", -math.inf):
+            if final and at > stamps.get("finished_at", -math.inf):
                 stamps["finished_at"] = at
-        stamp = STAMPS.get(event)
-        if stamp is not None and at > stamps.get(stamp, -math.inf):
-            stamps[stamp] = at
+            if stamp is not None and at > stamps.get(stamp, -math.inf):
+                stamps[stamp] = at
         for name, value in e.fields.items():
             if value is None:
                 continue  # "not known here": never clears
@@ -185,7 +185,12 @@ def _fold(events: Sequence[TaskEvent], state: Any, state_at: Any, updated: Any,
             else:
                 fills[name] = True
             values[name] = value if value.__class__ is kind else kind(value)
-        entries.append(timeline_entry(event, at, e.worker, e.info))
+        if rule is not None and worker.__class__ is str and info is None and at - at == 0.0:
+            # the usual entry (a worker's event, finite time), as timeline_entry writes it
+            host = _quoted.get(worker) or _remember(worker)
+            entries.append(f"[{quoted},{at!r},{host},null]")
+        else:
+            entries.append(timeline_entry(event, at, worker, info))
     return state, state_at, updated, values, fills, stamps, ",".join(entries)
 
 
@@ -246,6 +251,12 @@ def update_params(stored: Sequence[Any], events: Sequence[TaskEvent],
 _TIMELINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ENCODE_STR = json.encoder.encode_basestring  # a str as JSON text
 _quoted: dict[str, str] = {}  # JSON text of the event names and hostnames seen
+#: event name -> (state it moves to, stamp it sets, moves to a final state, JSON text)
+_EVENT_RULES: dict[str, tuple[str | None, str | None, bool, str]] = {
+    name: (EVENT_STATES.get(name), STAMPS.get(name), EVENT_STATES.get(name) in FINAL_STATES,
+           _ENCODE_STR(name))
+    for name in (*EVENT_STATES, *STAMPS)
+}
 
 
 def timeline_entry(event: str, at: float, worker: str | None, info: str | None) -> str:
@@ -259,6 +270,7 @@ def timeline_entry(event: str, at: float, worker: str | None, info: str | None) 
 
 
 def _remember(text: str) -> str:
+    """``text`` as JSON, remembered for the next entries (up to 4,096 texts)."""
     quoted = _ENCODE_STR(text)
     if len(_quoted) < 4096:
         _quoted[text] = quoted
