@@ -6,9 +6,11 @@ SQLite holds its write lock anyway) a few columns of those tasks, in task-id
 order, merges each task's events with them, inserts the new tasks (in task-id
 order: that is how a batch's new tasks are listed) and updates each other one
 with a statement setting only what moves (the timeline is appended to the
-task's row), and adds the counter changes.  Subclasses provide the
-connections (:meth:`SQLHistory._read`, :meth:`SQLHistory._write`) and the
-dialect.
+task's row), and adds the counter changes.  SQLite, where a write blocks
+every other writer of the file, merges before the transaction instead and
+only checks in it that no history write came in between
+(:meth:`SQLHistory._merge_early`).  Subclasses provide the connections
+(:meth:`SQLHistory._read`, :meth:`SQLHistory._write`) and the dialect.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ Conn = Any
 
 class ConcurrentInsert(StoreError):
     """A batch lost the race to create a task; its transaction is rolled back and run again."""
+
+
+class _Plan:
+    """The writes of one batch: new task rows, updates by shape, counters, new names."""
+
+    __slots__ = ("deltas", "inserts", "updates", "names")
+
+    def __init__(self, deltas: CounterDeltas) -> None:
+        self.deltas = deltas
+        self.inserts: list[dict[str, Any]] = []
+        self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        self.names: set[str] = set()
 
 
 class SQLHistory(History):
@@ -119,41 +133,57 @@ class SQLHistory(History):
             return
         by_task, counted = group(events)
         ids = self._ids(list(by_task))
-        names: set[str] = set()
+        lock_sql = self.sql(sq.SQL_LOCK_TASKS)
+        early = self._merge_early(lambda c: self._plan(
+            c.execute(lock_sql, {"ids": ids}).fetchall(), by_task, counted))
 
-        def apply(conn: Conn) -> None:
-            rows = conn.execute(self.sql(sq.SQL_LOCK_TASKS), {"ids": ids}).fetchall()
-            stored = {r[0]: r for r in rows}
-            deltas = counted.copy()  # apply may run again (PostgreSQL retries)
-            inserts: list[dict[str, Any]] = []
-            updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            names.clear()
-            for task_id, task_events in by_task.items():
-                old = stored.get(task_id)
-                if old is None:
-                    params = insert_params(task_id, task_events)
-                    inserts.append(params)
-                    deltas.state_change(None, params["state"])
-                else:
-                    shape, params, state = update_params(old, task_events)
-                    updates.setdefault(shape, []).append(params)
-                    deltas.state_change(old[1], state)
-                name = params.get("name")
-                if name is not None and name not in self._names_seen:
-                    names.add(name)
+        def apply(conn: Conn) -> _Plan:
+            plan = early(conn) if early is not None else None
+            if plan is None:  # merge under the lock (rows read now, locked by PostgreSQL)
+                plan = self._plan(conn.execute(lock_sql, {"ids": ids}).fetchall(), by_task,
+                                  counted)
             cur = conn.cursor()
-            if inserts:
-                self._insert(conn, cur, inserts)
-            for shape, params_list in updates.items():  # rows locked above: any order
+            if plan.inserts:
+                self._insert(conn, cur, plan.inserts)
+            for shape, params_list in plan.updates.items():  # rows locked: any order
                 text, values = self._statement(sq.update_task, shape)
                 cur.executemany(text, [values(p) for p in params_list])
-            self._add_counters(cur, deltas)
-            if names:
-                cur.executemany(self.sql(sq.SQL_ADD_NAME), [{"name": n} for n in sorted(names)])
+            self._add_counters(cur, plan.deltas)
+            if plan.names:
+                cur.executemany(self.sql(sq.SQL_ADD_NAME),
+                                [{"name": n} for n in sorted(plan.names)])
+            return plan
 
-        self._write(apply)
-        self._names_seen |= names
+        self._names_seen |= self._write(apply).names
         self._after_write()
+
+    def _merge_early(self, plan: Callable[[Conn], _Plan]
+                     ) -> Callable[[Conn], _Plan | None] | None:
+        """Hook: merge before the write transaction, so that it holds its lock only to
+        write.  Returns what the transaction calls to get that merge if no other
+        writer changed the history since (None: merge in the transaction)."""
+        return None
+
+    def _plan(self, rows: Sequence[Any], by_task: dict[str, list[TaskEvent]],
+              counted: CounterDeltas) -> _Plan:
+        """What a batch writes, given its stored tasks' :data:`~.merge.LOCKED_COLUMNS`."""
+        stored = {r[0]: r for r in rows}
+        plan = _Plan(counted.copy())  # (a plan may be made again: retries, stale reads)
+        deltas = plan.deltas
+        for task_id, task_events in by_task.items():
+            old = stored.get(task_id)
+            if old is None:
+                params = insert_params(task_id, task_events)
+                plan.inserts.append(params)
+                deltas.state_change(None, params["state"])
+            else:
+                shape, params, state = update_params(old, task_events)
+                plan.updates.setdefault(shape, []).append(params)
+                deltas.state_change(old[1], state)
+            name = params.get("name")
+            if name is not None and name not in self._names_seen:
+                plan.names.add(name)
+        return plan
 
     def _insert(self, conn: Conn, cur: Any, rows: list[dict[str, Any]]) -> None:
         """Insert new task rows (task-id order: the order they are listed in)."""

@@ -127,6 +127,14 @@ SQL_SET_VERSION = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 
+# SQLite: every history write transaction counts itself here, so a writer that merged
+# a batch before taking the write lock can tell whether anything was written since.
+SQL_COUNT_WRITE = (
+    "INSERT INTO {t}meta (key, value) VALUES ('writes', '1')"
+    " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
+)
+SQL_GET_WRITES = "SELECT value FROM {t}meta WHERE key = 'writes'"
+
 # Version 1 (development builds, never released) kept timelines in a table of their
 # own and listed by updated_at: its task tables are replaced (the queues are untouched).
 SQL_DROP_V1 = ("DROP TABLE IF EXISTS {t}events", "DROP TABLE IF EXISTS {t}tasks",

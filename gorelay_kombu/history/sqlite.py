@@ -37,6 +37,8 @@ class SQLiteHistory(SQLHistory):
                  wrap: Callable[[sqlite3.Error], StoreError], where: str) -> None:
         super().__init__(sq.sqlite_dialect(), where)
         self._reader, self._writer, self._wrap = read, write, wrap
+        #: .writes: the count of history writes, as this thread's transaction made it
+        self._local = threading.local()
 
     def _read(self, fn: Callable[[Any], T]) -> T:
         with self._reader() as conn:
@@ -48,9 +50,24 @@ class SQLiteHistory(SQLHistory):
     def _write(self, fn: Callable[[Any], T]) -> T:
         with self._writer() as conn:
             try:
+                self._local.writes = int(conn.execute(self.sql(sq.SQL_COUNT_WRITE)).fetchone()[0])
                 return fn(conn)
             except sqlite3.Error as exc:
                 raise self._wrap(exc) from exc
+
+    def _merge_early(self, plan: Callable[[Any], T]) -> Callable[[Any], T | None] | None:
+        """Merge a batch before the write transaction (the file has one writer at a time:
+        every other writer of this process waits while it holds the lock).  The
+        transaction uses that merge unless a history write came in between."""
+        def read(conn: Any) -> tuple[int, T]:
+            row = conn.execute(self.sql(sq.SQL_GET_WRITES)).fetchone()  # first: see above
+            return (0 if row is None else int(row[0])), plan(conn)
+
+        try:
+            seen, early = self._read(read)
+        except StoreError:
+            return None  # busy or failing: the transaction merges (or reports it)
+        return lambda conn: early if self._local.writes == seen + 1 else None
 
     def ensure_schema(self) -> None:
         """Create the tables unless this release's version is there already."""
@@ -60,7 +77,12 @@ class SQLiteHistory(SQLHistory):
             rows = []  # no meta table yet
         if rows and int(rows[0][0]) == sq.HISTORY_SCHEMA_VERSION:
             return
-        self._write(self.create_schema)
+        with self._writer() as conn:  # (the meta table _write counts in may not exist yet)
+            try:
+                self.create_schema(conn)
+                conn.execute(self.sql(sq.SQL_COUNT_WRITE))
+            except sqlite3.Error as exc:
+                raise self._wrap(exc) from exc
 
 
 def store_history(store: SQLiteStore) -> SQLiteHistory:

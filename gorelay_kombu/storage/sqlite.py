@@ -85,10 +85,11 @@ class SQLiteStore(Store):
         self._check_location()
         self._local = threading.local()
         self._lock = threading.Lock()
-        # One writer per process at a time: threads queue on this lock instead
-        # of sleeping in SQLite's busy handler, and publishers waiting on it
-        # share the next commit (see put_many).
-        self._write_lock = threading.RLock()
+        # One writer per file and process at a time, whichever store it uses (a
+        # worker's broker, result backend and history are separate stores):
+        # threads queue on this lock instead of sleeping in SQLite's busy
+        # handler, and publishers waiting on it share the next commit (put_many).
+        self._write_lock = _write_lock_for(self.path)
         self._pending_puts: list[_PutRequest] = []
         self._checkpointed = False
         self._stamp_path = self.path + "-gorelay-bindings"
@@ -119,7 +120,7 @@ class SQLiteStore(Store):
             self._local = threading.local()
             self._conns = weakref.WeakSet()
             self._lock = threading.Lock()
-            self._write_lock = threading.RLock()
+            self._write_lock = _write_lock_for(self.path)
             self._pending_puts = []
             self._checkpointed = False
         held: _Held | None = getattr(self._local, "held", None)
@@ -595,6 +596,29 @@ class SQLiteStore(Store):
             _close_quietly(h.conn)
         self._doorbell.close()
         self._kv_doorbell.close()
+
+
+#: the write lock of each database file in this process (see SQLiteStore.__init__)
+_write_locks: dict[str, threading.RLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock_for(path: str) -> threading.RLock:
+    with _write_locks_guard:
+        lock = _write_locks.get(path)
+        if lock is None:
+            lock = _write_locks[path] = threading.RLock()
+        return lock
+
+
+def _forget_write_locks_in_child() -> None:
+    """A lock another thread held at the fork stays held in the child: start afresh."""
+    global _write_locks_guard
+    _write_locks_guard = threading.Lock()
+    _write_locks.clear()
+
+
+os.register_at_fork(after_in_child=_forget_write_locks_in_child)
 
 
 def _put_params(m: NewMessage, now: float) -> tuple[Any, ...]:

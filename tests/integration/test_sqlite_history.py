@@ -229,3 +229,46 @@ def test_opening_a_current_store_and_history_takes_no_write_lock(tmp_path):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_a_batch_merged_before_the_lock_is_merged_again_after_another_write(tmp_path):
+    """A writer merges its batch before taking the file's write lock (so the lock is held
+    only to write); a history write that lands in between makes it merge again."""
+    path = str(tmp_path / "relay.db")
+    mine, other = SQLiteStore(path), SQLiteStore(path)
+    try:
+        history = mine.history()
+        history.record([TaskEvent("t", "sent", T0, {"name": "n", "queue": "q"})])
+        merges = []
+        cls = type(history)
+        real_plan, real_early = cls._plan, cls._merge_early
+
+        def counting_plan(self, rows, by_task, counted):
+            if self is history:
+                merges.append(len(rows))
+            return real_plan(self, rows, by_task, counted)
+
+        def early_then_other_write(self, plan):
+            got = real_early(self, plan)  # merged on what is stored now
+            if self is history:  # another process records a later event meanwhile
+                other.history().record([TaskEvent("t", "succeeded", T0 + 3, {"result": "1"},
+                                                  "w")])
+            return got
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cls, "_plan", counting_plan)
+            history.record([TaskEvent("t", "received", T0 + 1, {}, "w")])
+            assert merges == [1]  # nothing came in between: the early merge was used
+            mp.setattr(cls, "_merge_early", early_then_other_write)
+            merges.clear()
+            history.record([TaskEvent("t", "started", T0 + 2, {}, "w")])
+            assert merges == [1, 1]  # early, then again under the lock
+        task = history.task("t")
+        assert task is not None
+        assert task.state == "SUCCESS"  # the later event wins, not the stale merge
+        assert task.result == "1"
+        assert [e.event for e in history.events("t")] == ["sent", "received", "started",
+                                                           "succeeded"]
+    finally:
+        mine.close()
+        other.close()
