@@ -50,7 +50,10 @@ from .stores import gorelay_url, shared_store, store_options
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.1
+FLUSH_SECONDS = 0.25
+#: the background flusher writes workers' done / failed counts at most this often
+#: (each write is a transaction of its own; an explicit flush writes them at once)
+COUNTS_SECONDS = 1.0
 FLUSH_EVENTS = 2000
 #: events kept while the store is unreachable; older ones are dropped beyond it
 MAX_BUFFER = 100_000
@@ -73,6 +76,7 @@ class Recorder:
         #: need not visit them while they wait, which a busy worker would pay for
         self._events: deque[tuple[Any, ...]] = deque()
         self._beats: deque[WorkerBeat] = deque()
+        self._counts_written = 0.0  # monotonic time of the last heartbeat write
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -110,10 +114,14 @@ class Recorder:
         while True:
             self._wake.wait(FLUSH_SECONDS)
             self._wake.clear()
-            self.flush()
+            self.flush(counts=False)
 
-    def flush(self) -> None:
-        """Write what is buffered now (the caller's thread; safe beside the flusher)."""
+    def flush(self, counts: bool = True) -> None:
+        """Write what is buffered now (the caller's thread; safe beside the flusher).
+
+        ``counts=False`` (the flusher): beats that only carry done / failed counts
+        wait for the next write of beats, at most :data:`COUNTS_SECONDS` away.
+        """
         with self._lock:
             raw = _take(self._events)
             events = [TaskEvent(*e) for e in raw]
@@ -127,8 +135,13 @@ class Recorder:
                     history.record(events)
                 written = events
                 beats += finished_beats(events)  # counted once the events are in
-                if beats:
+                now = time.monotonic()
+                if beats and (counts or now - self._counts_written >= COUNTS_SECONDS
+                              or not all(map(_counts_only, beats))):
                     history.heartbeat(merge_beats(beats))
+                    self._counts_written = now
+                elif beats:
+                    self._beats.extendleft(reversed(merge_beats(beats)))
             except Exception:
                 logger.warning("gorelay: could not write %d history event(s) to %s; "
                                "keeping them for the next try",
@@ -143,6 +156,10 @@ class Recorder:
 _BEAT_FIELDS = ("pid", "pool", "concurrency", "queues", "started_at", "stopped")
 #: event -> (done, failed) it adds to its worker's counts
 _FINISHED = {"succeeded": (1, 0), "failed": (0, 1), "dead": (0, 1)}
+
+
+def _counts_only(beat: WorkerBeat) -> bool:
+    return all(getattr(beat, name) is None for name in _BEAT_FIELDS)
 
 
 def finished_beats(events: list[TaskEvent]) -> list[WorkerBeat]:
