@@ -54,7 +54,7 @@ FLUSH_SECONDS = 0.25
 #: the background flusher writes workers' done / failed counts at most this often
 #: (each write is a transaction of its own; an explicit flush writes them at once)
 COUNTS_SECONDS = 1.0
-FLUSH_EVENTS = 2000
+FLUSH_EVENTS = 5000
 #: events kept while the store is unreachable; older ones are dropped beyond it
 MAX_BUFFER = 100_000
 ARGS_MODES = ("truncated", "full", "none")
@@ -95,7 +95,7 @@ class Recorder:
             events.popleft()
         if self._thread is None:
             self._ensure_thread()
-        if waiting >= FLUSH_EVENTS:
+        if waiting >= FLUSH_EVENTS and not self._wake.is_set():  # (set() takes a lock)
             self._wake.set()
 
     def beat(self, beat: WorkerBeat) -> None:
