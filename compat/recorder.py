@@ -269,9 +269,17 @@ def _recorder(url: str, options: dict[str, Any]) -> Recorder:
 
 def app_history(app: Any) -> AppHistory:
     """The (cached) history settings of ``app``."""
+    try:
+        return app.__dict__["_gorelay_history"]  # type: ignore[no-any-return]
+    except (KeyError, AttributeError):
+        pass
     found = _apps.get(app)
     if found is None:
         found = _apps[app] = AppHistory(app)
+        try:  # the signal handlers' lookup (a weak-key lookup makes a weakref each time)
+            app.__dict__["_gorelay_history"] = found
+        except AttributeError:
+            pass
     return found
 
 
