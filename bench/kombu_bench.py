@@ -13,7 +13,9 @@ memory://.  A transport whose server is down is reported as skipped.
 
 Rates are msgs/s: the **best** (default) or **median** (``--stat``) of
 ``--repeat`` rounds, run interleaved across transports after an unreported
-warm-up round.  Each round must consume every published id exactly once and
+warm-up round; a second table gives the median of the same-round ratios
+(round k of gorelay against round k of the peer, run next to each other).
+Each round must consume every published id exactly once and
 leave nothing (``queue_declare`` count 0, ``get`` empty, and no rows in
 gorelay's file at the end).  Targets, gorelay+sqlite / peer for publish and
 consume: >= 20x sqla+sqlite, >= 2x redis, >= 0.4x memory.
@@ -291,11 +293,38 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> dict[str, An
             cells.append("not measured" if got is None
                          else f"{'met' if met else 'NOT met'} ({got:.2f}x)")
         lines.append(f"| >= {want:g}x {peer} | {cells[0]} | {cells[1]} |")
+    paired = paired_ratios(results)
+    if paired:
+        lines += ["", "Same-round ratios (gorelay's round k / the peer's round k, run next to "
+                  "each other), median [min-max]; the machine's speed drifts less between "
+                  "them than across a whole run:", "",
+                  "| peer | publish | consume |", "|---|---|---|"]
+        for peer, by_phase in paired.items():
+            lines.append(f"| {peer} | " + " | ".join(
+                f"{statistics.median(v):.2f}x [{min(v):.2f}-{max(v):.2f}]"
+                for v in by_phase.values()) + " |")
     print("\n".join(lines))
     return {"args": vars(args), "environment": environment(), "stat": stat,
+            "paired_ratios": paired,
             "results": {n: asdict(r) | {f"rate_{p}": r.rate(p, stat) for p in PHASES}
                         for n, r in results.items()},
             "ratios": ratios, "targets": targets, "table": "\n".join(lines)}
+
+
+def paired_ratios(results: dict[str, Result]) -> dict[str, dict[str, list[float]]]:
+    """Per peer and phase: gorelay's rate / the peer's in each round both completed."""
+    base = results.get("gorelay+sqlite")
+    if base is None or base.skipped:
+        return {}
+    paired: dict[str, dict[str, list[float]]] = {}
+    for name, r in results.items():
+        if r is base or r.skipped or len(r.publish) != len(base.publish):
+            continue  # (a failed round leaves nothing to pair it with)
+        by_phase = {p: [a / b for a, b in zip(getattr(base, p), getattr(r, p), strict=True)
+                        if b] for p in PHASES}
+        if all(by_phase.values()):
+            paired[name] = by_phase
+    return paired
 
 
 def environment() -> dict[str, Any]:
