@@ -96,7 +96,7 @@ class SQLiteStore(Store):
         self._bindings_cache: dict[str, tuple[int, list[tuple[str, str | None, str]]]] = {}
         #: every thread's connection, until that thread ends or close() (see _Held)
         self._conns: weakref.WeakSet[_Held] = weakref.WeakSet()
-        self._pid = os.getpid()
+        self._pid, self._forks = os.getpid(), _forks
         self._doorbell_dir = doorbell_dir(self.path)
         self._doorbell = Doorbell(self._doorbell_dir)
         # A second doorbell for kv_set(notify=True): results never wake queue consumers.
@@ -114,9 +114,9 @@ class SQLiteStore(Store):
         check_location(self.path)
 
     def _conn(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:
+        if self._forks != _forks:
             # After fork: never use the parent's connections (SQLite forbids it).
-            self._pid = os.getpid()
+            self._pid, self._forks = os.getpid(), _forks
             self._local = threading.local()
             self._conns = weakref.WeakSet()
             self._lock = threading.Lock()
@@ -342,7 +342,7 @@ class SQLiteStore(Store):
     def _put_cursor(self) -> sqlite3.Cursor:
         """This thread's cursor for inserts (one cursor per statement is slower)."""
         cursor: sqlite3.Cursor | None = getattr(self._local, "put_cursor", None)
-        if cursor is None or os.getpid() != self._pid:  # first use in this thread, or forked
+        if cursor is None or self._forks != _forks:  # first use in this thread, or forked
             conn = self._conn()  # (after a fork: resets self._local)
             cursor = self._local.put_cursor = conn.cursor()
         return cursor
@@ -598,6 +598,8 @@ class SQLiteStore(Store):
         self._kv_doorbell.close()
 
 
+#: fork depth (a forked child has its parent's + 1): cheaper to compare than os.getpid()
+_forks = 0
 #: the write lock of each database file in this process (see SQLiteStore.__init__)
 _write_locks: dict[str, threading.RLock] = {}
 _write_locks_guard = threading.Lock()
@@ -611,14 +613,15 @@ def _write_lock_for(path: str) -> threading.RLock:
         return lock
 
 
-def _forget_write_locks_in_child() -> None:
-    """A lock another thread held at the fork stays held in the child: start afresh."""
-    global _write_locks_guard
+def _after_fork_in_child() -> None:
+    """Count the fork; a lock another thread held at it stays held here: start afresh."""
+    global _forks, _write_locks_guard
+    _forks += 1
     _write_locks_guard = threading.Lock()
     _write_locks.clear()
 
 
-os.register_at_fork(after_in_child=_forget_write_locks_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _put_params(m: NewMessage, now: float) -> tuple[Any, ...]:
