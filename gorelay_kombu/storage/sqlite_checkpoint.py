@@ -20,10 +20,9 @@ class Checkpointer:
     that has written to the file is open, and exits when none is; every
     :attr:`busy_interval` seconds while the WAL keeps changing.  Under a
     steady stream of commits the WAL fills its automatic-checkpoint threshold
-    in well under a second, and the commit that crosses it would copy the
-    whole WAL back and fsync while its caller waits (a 0.1-0.4 s publish);
-    checkpointing often keeps that remainder small, and the WAL pages SQLite
-    rewrites stay in the page cache.
+    in well under a second, and the commit that crosses it copies back, and
+    fsyncs, whatever this thread has not copied yet while its caller waits:
+    checkpointing often keeps that remainder small.
     """
 
     interval = 1.0
