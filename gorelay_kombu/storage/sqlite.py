@@ -96,7 +96,7 @@ class SQLiteStore(Store):
         self._bindings_cache: dict[str, tuple[int, list[tuple[str, str | None, str]]]] = {}
         #: every thread's connection, until that thread ends or close() (see _Held)
         self._conns: weakref.WeakSet[_Held] = weakref.WeakSet()
-        self._pid, self._forks = os.getpid(), _forks
+        self._forks = _forks  # a forked child sees a larger _forks (see _conn)
         self._doorbell_dir = doorbell_dir(self.path)
         self._doorbell = Doorbell(self._doorbell_dir)
         # A second doorbell for kv_set(notify=True): results never wake queue consumers.
@@ -116,7 +116,7 @@ class SQLiteStore(Store):
     def _conn(self) -> sqlite3.Connection:
         if self._forks != _forks:
             # After fork: never use the parent's connections (SQLite forbids it).
-            self._pid, self._forks = os.getpid(), _forks
+            self._forks = _forks
             self._local = threading.local()
             self._conns = weakref.WeakSet()
             self._lock = threading.Lock()
@@ -590,7 +590,7 @@ class SQLiteStore(Store):
         with self._lock:
             held, self._conns = list(self._conns), weakref.WeakSet()
         self._local = threading.local()
-        if os.getpid() != self._pid:
+        if self._forks != _forks:
             return
         for h in held:
             _close_quietly(h.conn)
