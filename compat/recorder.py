@@ -256,7 +256,6 @@ _ENCODER = json.JSONEncoder(default=repr, ensure_ascii=False)
 _recorders: dict[tuple[str, tuple[tuple[str, str], ...]], Recorder] = {}
 _recorders_lock = threading.Lock()
 _every_recorder: weakref.WeakSet[Recorder] = weakref.WeakSet()  # reset in a forked child
-_apps: weakref.WeakKeyDictionary[Any, AppHistory] = weakref.WeakKeyDictionary()
 
 
 def _recorder(url: str, options: dict[str, Any]) -> Recorder:
@@ -268,18 +267,10 @@ def _recorder(url: str, options: dict[str, Any]) -> Recorder:
 
 
 def app_history(app: Any) -> AppHistory:
-    """The (cached) history settings of ``app``."""
-    try:
-        return app.__dict__["_gorelay_history"]  # type: ignore[no-any-return]
-    except (KeyError, AttributeError):
-        pass
-    found = _apps.get(app)
+    """The history settings of ``app``, kept on the app (the signal handlers ask per signal)."""
+    found: AppHistory | None = app.__dict__.get("_gorelay_history")
     if found is None:
-        found = _apps[app] = AppHistory(app)
-        try:  # the signal handlers' lookup (a weak-key lookup makes a weakref each time)
-            app.__dict__["_gorelay_history"] = found
-        except AttributeError:
-            pass
+        found = app.__dict__["_gorelay_history"] = AppHistory(app)
     return found
 
 
